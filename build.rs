@@ -1,0 +1,15 @@
+//! Compiles `proto/` with the pure-Rust protox compiler (no system `protoc`) and
+//! generates prost messages and tonic services from the resulting descriptor set.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["proto/liangma/v1/code.proto"];
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(protos, ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // The same descriptor set serves gRPC reflection at run time.
+    std::fs::write(out_dir.join("liangma_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
+    tonic_prost_build::configure().build_client(false).build_server(false).compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Command-line interface: argument definitions and dispatch to one module per command.
+
+mod issue;
+mod keygen;
+mod trust;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{Clock, FixedClock, SystemClock, Timestamp};
+use crate::code::{CentreCode, KeyId, Purpose};
+
+/// Exit status when every code verified.
+pub const EXIT_VALID: u8 = 0;
+/// Exit status when at least one code did not verify.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit status for bad arguments, unreadable files and other errors.
+pub const EXIT_ERROR: u8 = 2;
+
+/// liangma (亮码): signed, single-use electronic provident-fund codes.
+#[derive(Debug, Parser)]
+#[command(name = "liangma", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a centre's ed25519 signing key (and its subject secret, if it has none yet).
+    Keygen(KeygenArgs),
+    /// Publish, rotate and revoke keys in a trust list file.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Issue a code for a member's deposit record.
+    Issue(IssueArgs),
+    /// Verify codes offline against a trust list (pipeline steps 1-5).
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// The centre the key is for (6-digit division code).
+    #[arg(long, env = "LIANGMA_CENTRE")]
+    centre: CentreCode,
+    /// Folder for the key files (created if missing).
+    #[arg(long, default_value = "keys")]
+    out_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Publish a centre's public key (creates the file and the centre if new).
+    Add(TrustAddArgs),
+    /// Start signing with a new key now; the centre's other keys stop signing but still
+    /// verify the codes they signed before.
+    Rotate(TrustRotateArgs),
+    /// Revoke a key: every code it signed fails from now on.
+    Revoke(TrustRevokeArgs),
+    /// Print the trust list.
+    Show(TrustFileArg),
+}
+
+#[derive(Debug, Args)]
+struct TrustFileArg {
+    /// Trust list file (JSON, docs/code-format.md §"Trust list").
+    #[arg(long, env = "LIANGMA_TRUST_LIST")]
+    trust: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PublicKeySource {
+    /// Take the public key from this private key file (PKCS#8 PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The public key as 64 hex digits.
+    #[arg(long)]
+    public_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct TrustAddArgs {
+    #[command(flatten)]
+    file: TrustFileArg,
+    /// The centre (6-digit division code).
+    #[arg(long)]
+    centre: CentreCode,
+    /// The centre's name; required when the centre is new.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    source: PublicKeySource,
+    /// Start of the signing window (RFC 3339); default now.
+    #[arg(long)]
+    valid_from: Option<Timestamp>,
+    /// End of the signing window (RFC 3339); default one year after the start.
+    #[arg(long)]
+    valid_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Args)]
+struct TrustRotateArgs {
+    #[command(flatten)]
+    file: TrustFileArg,
+    /// The centre (6-digit division code).
+    #[arg(long)]
+    centre: CentreCode,
+    #[command(flatten)]
+    source: PublicKeySource,
+    /// When the new key takes over (RFC 3339); default now.
+    #[arg(long)]
+    at: Option<Timestamp>,
+    /// End of the new key's signing window; default one year after it takes over.
+    #[arg(long)]
+    valid_until: Option<Timestamp>,
+}
+
+#[derive(Debug, Args)]
+struct TrustRevokeArgs {
+    #[command(flatten)]
+    file: TrustFileArg,
+    /// The centre (6-digit division code).
+    #[arg(long)]
+    centre: CentreCode,
+    /// The key to revoke (8 hex digits).
+    #[arg(long)]
+    key_id: KeyId,
+}
+
+#[derive(Debug, Args)]
+struct IssueArgs {
+    /// Trust list in which the signing key is published.
+    #[arg(long, env = "LIANGMA_TRUST_LIST")]
+    trust: PathBuf,
+    /// The centre's signing key (PKCS#8 PEM).
+    #[arg(long, env = "LIANGMA_SIGNING_KEY")]
+    key: PathBuf,
+    /// The centre's subject secret file.
+    #[arg(long, env = "LIANGMA_SUBJECT_SECRET")]
+    subject_secret: PathBuf,
+    /// The member's deposit record (JSON, docs/code-format.md §"Deposit record"); `-` for stdin.
+    #[arg(long)]
+    record: PathBuf,
+    /// What the code is for.
+    #[arg(long, default_value = "offsite-loan")]
+    purpose: Purpose,
+    /// Restrict the code to one loan centre.
+    #[arg(long)]
+    audience: Option<CentreCode>,
+    /// Longest validity in seconds; the code also expires at 24:00 China Standard Time.
+    #[arg(long, env = "LIANGMA_CODE_LIFETIME_SECS", default_value_t = 86_400)]
+    lifetime_secs: u32,
+    /// Write the QR code as PNG to this file.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Write the QR code as SVG to this file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// Also print the QR code as text art.
+    #[arg(long)]
+    qr: bool,
+    #[command(flatten)]
+    time: TimeArg,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Trust list file.
+    #[arg(long, env = "LIANGMA_TRUST_LIST")]
+    trust: PathBuf,
+    /// The verifying centre (checked against a code's audience).
+    #[arg(long, env = "LIANGMA_CENTRE")]
+    centre: CentreCode,
+    /// Purposes this counter serves (repeatable); default every purpose.
+    #[arg(long = "purpose")]
+    purposes: Vec<Purpose>,
+    /// Accepted clock skew in seconds for codes issued "in the future".
+    #[arg(long, default_value_t = crate::verify::DEFAULT_CLOCK_SKEW_SECONDS)]
+    skew_secs: u32,
+    /// Read codes from QR images (PNG or JPEG); repeatable.
+    #[arg(long = "image")]
+    images: Vec<PathBuf>,
+    /// One JSON object per verdict instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    time: TimeArg,
+    /// Codes to verify; with neither codes nor images, one code per line is read from stdin.
+    codes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct TimeArg {
+    /// Act as if it were this time (RFC 3339) instead of reading the system clock.
+    #[arg(long)]
+    at: Option<Timestamp>,
+}
+
+impl TimeArg {
+    fn clock(&self) -> Box<dyn Clock> {
+        match self.at {
+            Some(at) => Box::new(FixedClock::new(at)),
+            None => Box::new(SystemClock),
+        }
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = crate::clock::TimeParseError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse_rfc3339(text)
+    }
+}
+
+/// Runs a parsed command line and returns the process exit status.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Trust(command) => trust::run(command),
+        Command::Issue(args) => issue::run(&args),
+        Command::Verify(args) => verify::run(&args),
+    }
+}

@@ -1,0 +1,174 @@
+//! Time as Unix seconds, read through an injectable [`Clock`] so that expiry is testable without sleeping.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// China Standard Time is UTC+8 all year (no daylight saving), so day boundaries are arithmetic.
+pub const CST_OFFSET_SECONDS: i64 = 8 * 3600;
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// A point in time, whole seconds since 1970-01-01T00:00:00Z.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The timestamp `seconds` after the Unix epoch.
+    pub const fn from_unix(seconds: i64) -> Self {
+        Self(seconds)
+    }
+
+    /// Seconds since the Unix epoch.
+    pub const fn unix(self) -> i64 {
+        self.0
+    }
+
+    /// This instant plus `seconds` (saturating).
+    pub const fn plus(self, seconds: i64) -> Self {
+        Self(self.0.saturating_add(seconds))
+    }
+
+    /// 24:00 China Standard Time of the CST calendar day that contains `self`.
+    pub const fn end_of_cst_day(self) -> Self {
+        let local = self.0 + CST_OFFSET_SECONDS;
+        Self((local.div_euclid(SECONDS_PER_DAY) + 1) * SECONDS_PER_DAY - CST_OFFSET_SECONDS)
+    }
+
+    /// Parses RFC 3339 (`2026-11-26T09:30:00+08:00`); fractional seconds are rejected
+    /// because codes carry whole seconds.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, TimeParseError> {
+        let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| TimeParseError)?;
+        if parsed.nanosecond() != 0 {
+            return Err(TimeParseError);
+        }
+        Ok(Self(parsed.unix_timestamp()))
+    }
+
+    /// RFC 3339 in China Standard Time, e.g. `2026-11-26T23:59:59+08:00`.
+    pub fn to_rfc3339_cst(self) -> String {
+        let offset = time::UtcOffset::from_whole_seconds(CST_OFFSET_SECONDS as i32).expect("UTC+8 is a valid offset");
+        OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|t| t.to_offset(offset).format(&Rfc3339).ok())
+            .unwrap_or_else(|| format!("@{}", self.0))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_rfc3339_cst())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339_cst())
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_rfc3339_cst())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse_rfc3339(&text).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not an RFC 3339 time in whole seconds such as 2026-11-26T09:30:00+08:00"
+            ))
+        })
+    }
+}
+
+/// The text was not an RFC 3339 time in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an RFC 3339 time in whole seconds (e.g. 2026-11-26T09:30:00+08:00)")]
+pub struct TimeParseError;
+
+/// Where the current time comes from.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+/// A clock that shows a set time until told otherwise; for tests and reproducible tools.
+#[derive(Debug)]
+pub struct FixedClock(AtomicI64);
+
+impl FixedClock {
+    /// A clock stopped at `at`.
+    pub fn new(at: Timestamp) -> Self {
+        Self(AtomicI64::new(at.0))
+    }
+
+    /// Moves the clock to `at`.
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.0, Ordering::SeqCst);
+    }
+
+    /// Moves the clock forward by `seconds`.
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(text: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn end_of_cst_day_is_midnight_beijing_time() {
+        assert_eq!(t("2026-11-26T09:30:00+08:00").end_of_cst_day(), t("2026-11-27T00:00:00+08:00"));
+        // 23:30 UTC on the 25th is already 07:30 on the 26th in Beijing.
+        assert_eq!(t("2026-11-25T23:30:00Z").end_of_cst_day(), t("2026-11-27T00:00:00+08:00"));
+        // Midnight itself starts a new day.
+        assert_eq!(t("2026-11-27T00:00:00+08:00").end_of_cst_day(), t("2026-11-28T00:00:00+08:00"));
+        assert_eq!(t("2026-11-26T23:59:59+08:00").end_of_cst_day(), t("2026-11-27T00:00:00+08:00"));
+    }
+
+    #[test]
+    fn rfc3339_round_trips_in_cst_and_rejects_fractions() {
+        let at = t("2026-11-26T01:02:03Z");
+        assert_eq!(at.to_rfc3339_cst(), "2026-11-26T09:02:03+08:00");
+        assert_eq!(t(&at.to_rfc3339_cst()), at);
+        assert!(Timestamp::parse_rfc3339("2026-11-26T01:02:03.5Z").is_err());
+        assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn fixed_clock_moves_only_when_told() {
+        let clock = FixedClock::new(Timestamp::from_unix(100));
+        assert_eq!(clock.now().unix(), 100);
+        clock.advance(5);
+        assert_eq!(clock.now().unix(), 105);
+        clock.set(Timestamp::from_unix(7));
+        assert_eq!(clock.now().unix(), 7);
+    }
+}

@@ -1,0 +1,15 @@
+//! liangma (亮码): signed, single-use electronic provident-fund codes that any centre can verify.
+//!
+//! A home centre signs a member's deposit claims with its ed25519 key ([`issue`]); the code
+//! travels as short text (`LM1:` + base45) or a QR code ([`code`]); a loan centre checks it
+//! offline against the published trust list ([`trust`], [`verify`]). The byte format is
+//! normative in `docs/code-format.md`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod code;
+pub mod issue;
+pub mod pb;
+pub mod trust;
+pub mod verify;
