@@ -46,9 +46,13 @@ pub enum DecodeError {
     /// A well-formed prefix names a format version this verifier does not implement.
     #[error("code format version {0} is not supported (this verifier reads version {FORMAT_VERSION})")]
     UnsupportedVersion(u32),
-    /// The payload is not base45, or not the canonical base45 of its bytes.
-    #[error("payload is not canonical base45")]
+    /// The payload is not base45: a character outside the alphabet, a length of 3n+1,
+    /// or a 3-character group above 65535.
+    #[error("payload is not base45")]
     Base45,
+    /// The payload decodes, but is not the base45 encoding of what it decodes to.
+    #[error("payload is not the canonical base45 of its bytes")]
+    NonCanonicalBase45,
     /// The envelope is shorter than a signature plus one byte of claims.
     #[error("envelope of {len} bytes is too short")]
     EnvelopeTooShort {
@@ -150,10 +154,10 @@ pub fn decode(text: &str) -> Result<DecodedCode, DecodeError> {
     }
     let payload = strip_prefix(text)?;
     let envelope = base45::decode(payload).map_err(|_| DecodeError::Base45)?;
-    // base45 3.x also accepts some non-canonical text (e.g. values above 65535 wrap):
-    // only text that re-encodes to itself names exactly one envelope.
+    // The base45 crate truncates a final 2-character group above 255 to a byte, so several
+    // texts decode alike: only text that re-encodes to itself names exactly one envelope.
     if base45::encode(&envelope) != payload {
-        return Err(DecodeError::Base45);
+        return Err(DecodeError::NonCanonicalBase45);
     }
     if envelope.len() <= SIGNATURE_LEN {
         return Err(DecodeError::EnvelopeTooShort { len: envelope.len() });

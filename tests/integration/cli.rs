@@ -1,0 +1,240 @@
+//! The `liangma` binary as an operator and a counter use it: keygen, trust, issue, verify.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::fixtures::MEMBER_JSON;
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        let workspace = Self { dir: tempfile::tempdir().unwrap() };
+        std::fs::write(workspace.path("member.json"), MEMBER_JSON).unwrap();
+        workspace
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_liangma"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// keygen for Jiaozuo and publish the key from `from`; returns the key file name.
+    fn jiaozuo_key(&self, from: &str) -> String {
+        let out = self.ok(&["keygen", "--centre", "410800", "--out-dir", "keys"]);
+        let key_id = out.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+        let key = format!("keys/410800-{key_id}.pem");
+        if Path::new(&self.path("trust.json")).exists() {
+            return key;
+        }
+        self.ok(&[
+            "trust",
+            "add",
+            "--trust",
+            "trust.json",
+            "--centre",
+            "410800",
+            "--name",
+            "焦作",
+            "--key",
+            &key,
+            "--valid-from",
+            from,
+        ]);
+        key
+    }
+
+    fn issue(&self, key: &str, at: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "issue",
+            "--trust",
+            "trust.json",
+            "--key",
+            key,
+            "--subject-secret",
+            "keys/410800-subject.key",
+            "--record",
+            "member.json",
+            "--at",
+            at,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn verify(&self, at: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["verify", "--trust", "trust.json", "--centre", "440300", "--at", at];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+const MORNING: &str = "2026-11-26T09:30:00+08:00";
+const LATER: &str = "2026-11-26T10:00:00+08:00";
+
+#[test]
+fn a_qr_image_written_by_issue_is_read_back_as_valid() {
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let issued = ws.issue(&key, MORNING, &["--png", "code.png", "--svg", "code.svg", "--qr"]);
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let text = stdout(&issued).lines().next().unwrap().to_string();
+    assert!(text.starts_with("LM1:"));
+    assert!(String::from_utf8_lossy(&issued.stderr).contains("QR version 8"));
+    assert!(std::fs::read_to_string(ws.path("code.svg")).unwrap().starts_with("<?xml"));
+
+    let verified = ws.verify(LATER, &["--image", "code.png"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(stdout(&verified).starts_with("VALID issuer=410800"), "{}", stdout(&verified));
+    assert!(stdout(&verified).contains("balance=20000.00"));
+
+    let expired = ws.verify("2026-11-27T00:00:00+08:00", &[&text]);
+    assert_eq!(expired.status.code(), Some(1));
+    assert!(stdout(&expired).starts_with("EXPIRED "));
+}
+
+#[test]
+fn scanner_lines_on_stdin_get_one_verdict_each() {
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let code = stdout(&ws.issue(&key, MORNING, &[])).trim_end().to_string();
+    let long_line = "A".repeat(10_000);
+    let input = format!("{code}\r\n\n{}\nLM2:ABC\n{long_line}\n{code}", code.to_lowercase());
+    let output = ws.run_with_stdin(
+        &["verify", "--trust", "trust.json", "--centre", "440300", "--at", LATER, "--json"],
+        Some(&input),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let verdicts: Vec<serde_json::Value> =
+        stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let names: Vec<&str> = verdicts.iter().map(|v| v["verdict"].as_str().unwrap()).collect();
+    assert_eq!(names, ["VALID", "MALFORMED", "UNSUPPORTED_VERSION", "MALFORMED", "VALID"]);
+    assert_eq!(verdicts[0]["source"], "stdin line 1");
+    assert_eq!(verdicts[3]["source"], "stdin line 5");
+    assert_eq!(verdicts[0]["claims"]["deposit"]["balance_fen"], 2_000_000);
+}
+
+#[test]
+fn output_never_shows_the_id_number_or_the_whole_subject_reference() {
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let issued = ws.issue(&key, MORNING, &["--qr"]);
+    let code = stdout(&issued).lines().next().unwrap().to_string();
+    let secret_hex = std::fs::read_to_string(ws.path("keys/410800-subject.key")).unwrap();
+    let secret = liangma::trust::SubjectSecret::from_bytes(hex::decode(secret_hex.trim()).unwrap().try_into().unwrap());
+    let full_subject = secret.subject_ref(&crate::fixtures::id_number()).to_full_hex();
+    let text = ws.verify(LATER, &[&code]);
+    let json = ws.verify(LATER, &["--json", &code]);
+    for output in [&issued, &text, &json] {
+        let all = format!("{}{}", stdout(output), String::from_utf8_lossy(&output.stderr));
+        assert!(!all.contains("11010519491231002X"), "{all}");
+        assert!(!all.contains(&full_subject), "{all}");
+        assert!(!all.contains(&full_subject[..12]), "{all}");
+        assert!(!all.contains(secret_hex.trim()), "{all}");
+    }
+    assert!(stdout(&text).contains(&format!("subject={}…", &full_subject[..6])));
+}
+
+#[test]
+fn keygen_writes_an_owner_only_key_and_never_prints_it() {
+    let ws = Workspace::new();
+    let out = ws.ok(&["keygen", "--centre", "410800", "--out-dir", "keys"]);
+    assert!(!out.contains("PRIVATE KEY"));
+    let pem_name = std::fs::read_dir(ws.path("keys"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "pem"))
+        .unwrap();
+    let pem = std::fs::read_to_string(&pem_name).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    assert!(!out.contains(&body));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [&pem_name, &ws.path("keys/410800-subject.key")] {
+            assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+    // A second key keeps the centre's subject secret, so member references survive rotation.
+    let before = std::fs::read(ws.path("keys/410800-subject.key")).unwrap();
+    let again = ws.ok(&["keygen", "--centre", "410800", "--out-dir", "keys"]);
+    assert!(again.contains("kept"));
+    assert_eq!(std::fs::read(ws.path("keys/410800-subject.key")).unwrap(), before);
+}
+
+#[test]
+fn rotation_keeps_old_codes_valid_and_revocation_kills_them() {
+    let ws = Workspace::new();
+    let old_key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let old_code = stdout(&ws.issue(&old_key, MORNING, &[])).trim_end().to_string();
+
+    let new_key = ws.jiaozuo_key("unused");
+    ws.ok(&["trust", "rotate", "--trust", "trust.json", "--centre", "410800", "--key", &new_key, "--at", LATER]);
+
+    // The old key no longer signs, but what it signed before still verifies.
+    let refused = ws.issue(&old_key, "2026-11-26T10:30:00+08:00", &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("signs only from"));
+    assert_eq!(ws.verify("2026-11-26T11:00:00+08:00", &[&old_code]).status.code(), Some(0));
+    let new_code = stdout(&ws.issue(&new_key, "2026-11-26T10:30:00+08:00", &[])).trim_end().to_string();
+    assert_eq!(ws.verify("2026-11-26T11:00:00+08:00", &[&new_code]).status.code(), Some(0));
+
+    let old_id = old_key.trim_start_matches("keys/410800-").trim_end_matches(".pem");
+    ws.ok(&["trust", "revoke", "--trust", "trust.json", "--centre", "410800", "--key-id", old_id]);
+    let revoked = ws.verify("2026-11-26T11:00:00+08:00", &[&old_code, &new_code]);
+    assert_eq!(revoked.status.code(), Some(1));
+    let lines: Vec<String> = stdout(&revoked).lines().map(str::to_owned).collect();
+    assert!(lines[0].starts_with("KEY_REVOKED"), "{lines:?}");
+    assert!(lines[1].starts_with("VALID"), "{lines:?}");
+    let shown = ws.ok(&["trust", "show", "--trust", "trust.json"]);
+    assert!(shown.contains("revoked"), "{shown}");
+}
+
+#[test]
+fn bad_input_is_an_error_with_status_2_and_no_echo_of_the_record() {
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    std::fs::write(ws.path("member.json"), MEMBER_JSON.replace("11010519491231002X", "110105194912310021")).unwrap();
+    let bad_record = ws.issue(&key, MORNING, &[]);
+    assert_eq!(bad_record.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_record.stderr);
+    assert!(stderr.contains("resident ID number") && !stderr.contains("110105194912310021"), "{stderr}");
+
+    assert_eq!(ws.run(&["verify", "--trust", "trust.json", "--centre", "41080", "LM1:"]).status.code(), Some(2));
+    assert_eq!(ws.run(&["verify", "--trust", "missing.json", "--centre", "440300", "LM1:"]).status.code(), Some(2));
+    std::fs::write(ws.path("not-a-qr.png"), b"\x89PNG\r\n\x1a\n").unwrap();
+    assert_eq!(ws.verify(LATER, &["--image", "not-a-qr.png"]).status.code(), Some(2));
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary, so the crate links once.
+
+mod cli;
+mod fixtures;
+mod properties;
+mod qr_size;
+mod vectors;
