@@ -30,7 +30,13 @@ fn setup() -> Setup {
     let key = CentreKey::from_seed(&[0x22; 32]);
     let mut trust = TrustList::new();
     trust
-        .add_key(jiaozuo, Some("焦作"), key.verifying_key(), at("2026-01-01T00:00:00+08:00"), at("2027-01-01T00:00:00+08:00"))
+        .add_key(
+            jiaozuo,
+            Some("焦作"),
+            key.verifying_key(),
+            at("2026-01-01T00:00:00+08:00"),
+            at("2027-01-01T00:00:00+08:00"),
+        )
         .unwrap();
     // A realistic national list: 300 other centres with two keys each.
     for index in 0..300u32 {
@@ -40,7 +46,9 @@ fn setup() -> Setup {
             let other = CentreKey::from_seed(&bytes);
             let code = liangma::code::CentreCode::new(500_000 + index).unwrap();
             let name = (seed == 1).then_some("centre");
-            trust.add_key(code, name, other.verifying_key(), at("2026-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z")).unwrap();
+            trust
+                .add_key(code, name, other.verifying_key(), at("2026-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z"))
+                .unwrap();
         }
     }
     let issuer = Issuer::new(key, SubjectSecret::from_bytes([0x5a; 32]), &trust).unwrap();

@@ -57,6 +57,13 @@ impl Timestamp {
     }
 }
 
+impl std::str::FromStr for Timestamp {
+    type Err = TimeParseError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse_rfc3339(text)
+    }
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.to_rfc3339_cst())

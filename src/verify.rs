@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use serde::Serialize;
-
 use crate::clock::Timestamp;
 use crate::code::{CentreCode, Claims, DecodeError, Purpose, decode};
 use crate::trust::{KeyStatus, TrustList};
@@ -13,8 +11,7 @@ pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 300;
 
 /// Why a code is not valid; exactly one per rejected code, the first failing check in
 /// pipeline order (this enum's order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// Not a code of any known form: too long, bad prefix, bad base45, bad claims.
     Malformed,

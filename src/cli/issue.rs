@@ -1,6 +1,7 @@
 //! `liangma issue`: sign a member's deposit record into a code, printed as text and optionally as a QR code.
 
 use std::io::Read;
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -14,13 +15,14 @@ use crate::trust::{CentreKey, SubjectSecret, TrustList};
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 
 pub(super) fn run(args: &IssueArgs) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let trust = TrustList::load(&args.trust)?;
     let issuer =
         Issuer::new(CentreKey::read_pem_file(&args.key)?, SubjectSecret::read_file(&args.subject_secret)?, &trust)?;
     let record = read_record(args)?;
     let request = IssueRequest { purpose: args.purpose, audience: args.audience, lifetime_seconds: args.lifetime_secs };
     let issued = issuer.issue(&record, &request, args.time.clock().now())?;
-    println!("{}", issued.text);
+    writeln!(out, "{}", issued.text)?;
     eprintln!(
         "issued by {} key {}, code id {}, expires {}",
         issued.claims.issuer,
@@ -37,7 +39,7 @@ pub(super) fn run(args: &IssueArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(path, qr::to_svg(&symbol)).with_context(|| format!("writing {}", path.display()))?;
         }
         if args.qr {
-            print!("{}", qr::to_terminal(&symbol));
+            write!(out, "{}", qr::to_terminal(&symbol))?;
         }
         eprintln!("QR version {} at error correction M", qr::version_number(&symbol));
     }

@@ -209,13 +209,6 @@ impl TimeArg {
     }
 }
 
-impl std::str::FromStr for Timestamp {
-    type Err = crate::clock::TimeParseError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Timestamp::parse_rfc3339(text)
-    }
-}
-
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

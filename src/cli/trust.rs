@@ -1,5 +1,6 @@
 //! `liangma trust`: publish, rotate, revoke and show keys in a trust list file.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -12,6 +13,7 @@ use crate::trust::{CentreKey, KeyStatus, TrustList};
 const ONE_YEAR_SECONDS: i64 = 365 * 86_400;
 
 pub(super) fn run(command: TrustCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let now = SystemClock.now();
     match command {
         TrustCommand::Add(args) => {
@@ -21,7 +23,7 @@ pub(super) fn run(command: TrustCommand) -> anyhow::Result<ExitCode> {
             let until = args.valid_until.unwrap_or(from.plus(ONE_YEAR_SECONDS));
             let key_id = list.add_key(args.centre, args.name.as_deref(), public_key, from, until)?;
             list.save(&args.file.trust)?;
-            println!("published key {key_id} for centre {} (signs {from} .. {until})", args.centre);
+            writeln!(out, "published key {key_id} for centre {} (signs {from} .. {until})", args.centre)?;
         }
         TrustCommand::Rotate(args) => {
             let mut list = TrustList::load(&args.file.trust)?;
@@ -29,18 +31,18 @@ pub(super) fn run(command: TrustCommand) -> anyhow::Result<ExitCode> {
             let until = args.valid_until.unwrap_or(at.plus(ONE_YEAR_SECONDS));
             let key_id = list.rotate(args.centre, public_key(&args.source)?, at, until)?;
             list.save(&args.file.trust)?;
-            println!("centre {} signs with key {key_id} from {at}; earlier keys stop signing then", args.centre);
+            writeln!(out, "centre {} signs with key {key_id} from {at}; earlier keys stop signing then", args.centre)?;
         }
         TrustCommand::Revoke(args) => {
             let mut list = TrustList::load(&args.file.trust)?;
             list.revoke(args.centre, args.key_id)?;
             list.save(&args.file.trust)?;
-            println!("revoked key {} of centre {}: every code it signed now fails", args.key_id, args.centre);
+            writeln!(out, "revoked key {} of centre {}: every code it signed now fails", args.key_id, args.centre)?;
         }
         TrustCommand::Show(args) => {
             let list = TrustList::load(&args.trust)?;
             for centre in list.centres() {
-                println!("{} {}", centre.code, centre.name);
+                writeln!(out, "{} {}", centre.code, centre.name)?;
                 for key in &centre.keys {
                     let state = match key.status {
                         KeyStatus::Revoked => "revoked",
@@ -48,7 +50,7 @@ pub(super) fn run(command: TrustCommand) -> anyhow::Result<ExitCode> {
                         KeyStatus::Active if now < key.valid_from => "not yet signing",
                         KeyStatus::Active => "retired",
                     };
-                    println!("  {} {} .. {} {state}", key.key_id, key.valid_from, key.valid_until);
+                    writeln!(out, "  {} {} .. {} {state}", key.key_id, key.valid_from, key.valid_until)?;
                 }
             }
         }

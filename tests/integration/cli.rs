@@ -168,6 +168,32 @@ fn output_never_shows_the_id_number_or_the_whole_subject_reference() {
 }
 
 #[test]
+fn the_record_can_come_from_stdin() {
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let args = [
+        "issue",
+        "--trust",
+        "trust.json",
+        "--key",
+        &key,
+        "--subject-secret",
+        "keys/410800-subject.key",
+        "--record",
+        "-",
+        "--at",
+        MORNING,
+    ];
+    let issued = ws.run_with_stdin(&args, Some(MEMBER_JSON));
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let code = stdout(&issued).trim_end().to_string();
+    assert_eq!(ws.verify(LATER, &[&code]).status.code(), Some(0));
+    let not_json = ws.run_with_stdin(&args, Some("balance: 1"));
+    assert_eq!(not_json.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_json.stderr).contains("is not a deposit record"));
+}
+
+#[test]
 fn keygen_writes_an_owner_only_key_and_never_prints_it() {
     let ws = Workspace::new();
     let out = ws.ok(&["keygen", "--centre", "410800", "--out-dir", "keys"]);
@@ -237,4 +263,37 @@ fn bad_input_is_an_error_with_status_2_and_no_echo_of_the_record() {
     assert_eq!(ws.run(&["verify", "--trust", "missing.json", "--centre", "440300", "LM1:"]).status.code(), Some(2));
     std::fs::write(ws.path("not-a-qr.png"), b"\x89PNG\r\n\x1a\n").unwrap();
     assert_eq!(ws.verify(LATER, &["--image", "not-a-qr.png"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let code = stdout(&ws.issue(&key, MORNING, &[])).trim_end().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_liangma"))
+        .args(["verify", "--trust", "trust.json", "--centre", "440300", "--at", LATER])
+        .current_dir(ws.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        // Far more verdicts than a pipe buffers; the write fails once the child has exited.
+        for _ in 0..20_000 {
+            if writeln!(stdin, "{code}").is_err() {
+                break;
+            }
+        }
+    });
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    assert!(first_line.starts_with("VALID"));
+    // The reader is dropped here: the next verdict the child writes meets a broken pipe.
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
 }
