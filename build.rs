@@ -4,12 +4,20 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/liangma/v1/code.proto"];
+    let protos = [
+        "proto/liangma/v1/code.proto",
+        "proto/liangma/v1/common.proto",
+        "proto/liangma/v1/issuer.proto",
+        "proto/liangma/v1/verifier.proto",
+        "proto/liangma/v1/registry.proto",
+        "proto/liangma/v1/usage.proto",
+        "proto/liangma/v1/trust.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // The same descriptor set serves gRPC reflection at run time.
     std::fs::write(out_dir.join("liangma_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
-    tonic_prost_build::configure().build_client(false).build_server(false).compile_fds(descriptors)?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())
 }

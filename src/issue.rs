@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 use crate::clock::Timestamp;
 use crate::code::envelope::{self, MAX_CLAIMS_LEN, MAX_ISSUED_AT, MAX_VALID_FOR};
-use crate::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, Purpose};
+use crate::code::{
+    AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, Purpose, SubjectRef,
+};
 use crate::trust::{CentreKey, KeyStatus, SubjectSecret, TrustList};
 
 /// A mainland resident ID number (GB 11643): 17 digits and a check character.
@@ -20,6 +22,11 @@ impl IdNumber {
     /// The normalized number (check character `X` in upper case).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The form a counter may see: first 3 and last 4 characters, e.g. `110***********002X`.
+    pub fn masked(&self) -> String {
+        format!("{}***********{}", &self.0[..3], &self.0[14..])
     }
 }
 
@@ -187,6 +194,11 @@ impl Issuer {
         self.key.key_id()
     }
 
+    /// The member's pseudonymous reference at this centre.
+    pub fn subject_ref(&self, id_number: &IdNumber) -> SubjectRef {
+        self.subject_secret.subject_ref(id_number)
+    }
+
     /// Issues a code with a fresh random code id.
     pub fn issue(
         &self,
@@ -202,6 +214,18 @@ impl Issuer {
     pub fn issue_with_code_id(
         &self,
         record: &DepositRecord,
+        request: &IssueRequest,
+        now: Timestamp,
+        code_id: CodeId,
+    ) -> Result<IssuedCode, IssueError> {
+        self.issue_claims(self.subject_ref(&record.id_number), record.deposit_claims(), request, now, code_id)
+    }
+
+    /// Issues a code for a subject whose deposit status is already known (from the registry).
+    pub fn issue_claims(
+        &self,
+        subject: SubjectRef,
+        deposit: DepositClaims,
         request: &IssueRequest,
         now: Timestamp,
         code_id: CodeId,
@@ -229,8 +253,8 @@ impl Issuer {
             valid_for,
             purpose: request.purpose,
             audience: request.audience,
-            subject: self.subject_secret.subject_ref(&record.id_number),
-            deposit: record.deposit_claims(),
+            subject,
+            deposit,
         };
         let claims_bytes = envelope::encode_claims(&claims);
         if claims_bytes.len() > MAX_CLAIMS_LEN {
@@ -249,6 +273,7 @@ mod tests {
     fn id_numbers_need_a_valid_check_character() {
         let id: IdNumber = "11010519491231002x".parse().unwrap();
         assert_eq!(id.as_str(), "11010519491231002X");
+        assert_eq!(id.masked(), "110***********002X");
         assert!("110105194912310021".parse::<IdNumber>().is_err());
         assert!("1101051949123100".parse::<IdNumber>().is_err());
         assert_eq!(format!("{id:?}"), "IdNumber(<redacted>)");

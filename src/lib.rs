@@ -6,10 +6,15 @@
 //! normative in `docs/code-format.md`.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod code;
+pub mod config;
+pub mod grpc;
 pub mod issue;
 pub mod pb;
+pub mod service;
+pub mod store;
 pub mod trust;
 pub mod verify;

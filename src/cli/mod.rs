@@ -1,7 +1,9 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+mod client;
 mod issue;
 mod keygen;
+mod serve;
 mod trust;
 mod verify;
 
@@ -39,6 +41,62 @@ enum Command {
     Issue(IssueArgs),
     /// Verify codes offline against a trust list (pipeline steps 1-5).
     Verify(VerifyArgs),
+    /// Run the gRPC service (with no configuration: the embedded dev setup, in memory).
+    Serve {
+        /// Configuration file (TOML, docs/operations.md); every field has a default.
+        #[arg(long, env = "LIANGMA_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Call a running service.
+    Client(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The service's address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Issue a code for a member whose status the issuing centre has published.
+    Issue {
+        /// Issuing centre.
+        #[arg(long)]
+        issuer: CentreCode,
+        /// The member's ID number.
+        #[arg(long)]
+        id_number: String,
+        /// What the code is for.
+        #[arg(long, default_value = "offsite-loan")]
+        purpose: Purpose,
+        /// Only this centre may accept it.
+        #[arg(long)]
+        audience: Option<CentreCode>,
+        /// Also write the QR code as PNG.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
+    /// Verify (and consume) a code.
+    Verify {
+        /// The code text.
+        code: Option<String>,
+        /// The digits form instead of the text.
+        #[arg(long)]
+        digits: Option<String>,
+    },
+    /// List a member's usage record.
+    Usage {
+        /// The member's home centre.
+        #[arg(long)]
+        issuer: CentreCode,
+        /// The member's ID number.
+        #[arg(long)]
+        id_number: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -216,5 +274,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trust(command) => trust::run(command),
         Command::Issue(args) => issue::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Serve { config } => serve::run(config),
+        Command::Client(args) => client::run(args),
     }
 }

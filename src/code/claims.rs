@@ -331,7 +331,7 @@ impl fmt::Debug for Fen {
 }
 
 /// The deposit status a code asserts, as the home centre's registry had it at issue time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepositClaims {
     /// Account status.
     pub account_status: AccountStatus,

@@ -1,6 +1,7 @@
 //! The electronic code: validated claims, the canonical envelope and text form, and the QR form.
 
 pub mod claims;
+pub mod digits;
 pub mod envelope;
 pub mod qr;
 

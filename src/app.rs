@@ -1,0 +1,136 @@
+//! Assembles the service from a [`Config`]: keys and trust list (or the embedded dev setup), store, sample members.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::clock::{Clock, Timestamp};
+use crate::code::{AccountStatus, CentreCode, DepositClaims, Fen, LoanState};
+use crate::config::Config;
+use crate::issue::Issuer;
+use crate::service::{Liangma, MemberStatus, ServiceSettings};
+use crate::store::{CodeStore, RegistryStore};
+use crate::trust::{CentreKey, SubjectSecret, TrustList};
+use crate::verify::VerifierPolicy;
+
+/// Centres of the embedded dev setup: Jiaozuo (Henan) and Shenzhen (Guangdong).
+pub const DEV_CENTRES: [(u32, &str); 2] = [(410800, "焦作市住房公积金管理中心"), (440300, "深圳市住房公积金管理中心")];
+
+/// Fake members of the dev setup (valid check characters, no real person):
+/// (centre, ID number, name, balance in fen, continuous months, loan state).
+pub const SAMPLE_MEMBERS: [(u32, &str, &str, u64, u32, LoanState); 5] = [
+    (410800, "410802198503120012", "张伟", 2_000_000, 30, LoanState::None),
+    (410800, "410803199207040027", "王芳", 850_000, 23, LoanState::None),
+    (410800, "410821197809230032", "李强", 4_600_000, 120, LoanState::Outstanding),
+    (440300, "440304198802150044", "陈静", 12_500_000, 60, LoanState::Settled),
+    (440300, "440305199506300053", "刘洋", 310_000, 8, LoanState::None),
+];
+
+/// The trust list, issuers and trust list path of a configuration; creates the dev keys on
+/// first start of the embedded setup.
+pub fn identity(config: &Config, now: Timestamp) -> anyhow::Result<(TrustList, Vec<Issuer>, std::path::PathBuf)> {
+    if config.is_dev_setup() {
+        return dev_identity(&config.data_dir, now);
+    }
+    let path = config.trust_list.clone().expect("not the dev setup");
+    let trust = TrustList::load(&path)?;
+    let issuers = config
+        .issuers
+        .iter()
+        .map(|issuer| {
+            let key = CentreKey::read_pem_file(&issuer.signing_key)?;
+            let secret = SubjectSecret::read_file(&issuer.subject_secret)?;
+            let issuer_identity = Issuer::new(key, secret, &trust)
+                .with_context(|| format!("issuer {}: {}", issuer.centre, issuer.signing_key.display()))?;
+            anyhow::ensure!(
+                issuer_identity.centre() == issuer.centre,
+                "issuer {}: the key is published for centre {}",
+                issuer.centre,
+                issuer_identity.centre()
+            );
+            Ok(issuer_identity)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((trust, issuers, path))
+}
+
+fn dev_identity(data_dir: &Path, now: Timestamp) -> anyhow::Result<(TrustList, Vec<Issuer>, std::path::PathBuf)> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let trust_path = data_dir.join("trust.json");
+    let mut trust = TrustList::load_or_empty(&trust_path)?;
+    let mut issuers = Vec::new();
+    for (code, name) in DEV_CENTRES {
+        let centre = CentreCode::new(code).expect("valid");
+        let key_path = data_dir.join(format!("dev-{centre}.pem"));
+        let secret_path = data_dir.join(format!("dev-{centre}-subject.key"));
+        if !key_path.exists() {
+            CentreKey::generate().context("random source")?.write_pem_file(&key_path)?;
+        }
+        if !secret_path.exists() {
+            SubjectSecret::generate().context("random source")?.write_file(&secret_path)?;
+        }
+        let key = CentreKey::read_pem_file(&key_path)?;
+        if trust.centre(centre).and_then(|c| c.key(key.key_id())).is_none() {
+            // Dev keys sign from a day ago (clock differences) for ten years.
+            trust.add_key(centre, Some(name), key.verifying_key(), now.plus(-86_400), now.plus(10 * 365 * 86_400))?;
+            trust.save(&trust_path)?;
+        }
+        issuers.push(Issuer::new(key, SubjectSecret::read_file(&secret_path)?, &trust)?);
+    }
+    Ok((trust, issuers, trust_path))
+}
+
+/// The service settings of a configuration.
+pub fn service_settings(config: &Config, trust_list_path: std::path::PathBuf) -> ServiceSettings {
+    ServiceSettings {
+        policy: VerifierPolicy {
+            centre: config.centre,
+            purposes: config.purposes.clone(),
+            clock_skew_seconds: config.clock_skew_secs,
+        },
+        code_lifetime_seconds: config.limits.code_lifetime_secs,
+        max_publish_batch: config.limits.max_publish_batch,
+        qr_render_concurrency: config.limits.qr_render_concurrency,
+        trust_list_path: Some(trust_list_path),
+    }
+}
+
+/// Builds the service over `store`, publishing the sample members when configured.
+pub async fn build<S: RegistryStore + CodeStore>(
+    config: &Config,
+    store: S,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Liangma<S>> {
+    let (trust, issuers, trust_path) = identity(config, clock.now())?;
+    let service = Liangma::new(store, clock, trust, issuers, service_settings(config, trust_path));
+    if config.sample_members.unwrap_or(config.is_dev_setup()) {
+        publish_samples(&service).await?;
+    }
+    Ok(service)
+}
+
+async fn publish_samples<S: RegistryStore + CodeStore>(service: &Liangma<S>) -> anyhow::Result<()> {
+    for (code, _) in DEV_CENTRES {
+        let centre = CentreCode::new(code).expect("valid");
+        let members = SAMPLE_MEMBERS
+            .iter()
+            .filter(|member| member.0 == code)
+            .map(|&(_, id, name, balance, months, loan_state)| MemberStatus {
+                id_number: id.parse().expect("sample ID numbers are valid"),
+                name: name.into(),
+                status: DepositClaims {
+                    account_status: AccountStatus::Normal,
+                    balance: Fen(balance),
+                    monthly_deposit: Fen(150_000),
+                    continuous_months: months,
+                    loan_state,
+                    loans_used: u32::from(loan_state != LoanState::None),
+                    registry_version: 1,
+                },
+            })
+            .collect();
+        service.publish(centre, members).await.map_err(|e| anyhow::anyhow!("publishing sample members: {e}"))?;
+    }
+    Ok(())
+}

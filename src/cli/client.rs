@@ -1,0 +1,110 @@
+//! `liangma client`: a gRPC client of a running service, for trying it out and for scripts.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{ClientArgs, ClientCommand, EXIT_INVALID, EXIT_VALID};
+use crate::code::Fen;
+use crate::pb::v1 as pb;
+
+pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(call(args))
+}
+
+async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
+        .context("--server must be a URL like http://127.0.0.1:50051")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.server))?;
+    match args.command {
+        ClientCommand::Issue { issuer, id_number, purpose, audience, png } => {
+            let mut client = pb::issuer_service_client::IssuerServiceClient::new(channel);
+            let response = client
+                .issue_code(pb::IssueCodeRequest {
+                    issuer_centre: issuer.to_string(),
+                    id_number,
+                    purpose: purpose.wire(),
+                    audience_centre: audience.map(|c| c.to_string()).unwrap_or_default(),
+                    lifetime_seconds: 0,
+                    qr_format: if png.is_some() { pb::QrFormat::Png.into() } else { pb::QrFormat::None.into() },
+                })
+                .await?
+                .into_inner();
+            if let Some(path) = png {
+                std::fs::write(&path, &response.qr_png).with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("{}", response.text);
+            eprintln!(
+                "digits {}  code id {}  expires (unix) {}",
+                response.digits, response.code_id, response.expires_at_unix
+            );
+            Ok(ExitCode::from(EXIT_VALID))
+        }
+        ClientCommand::Verify { code, digits } => {
+            let mut client = pb::verifier_service_client::VerifierServiceClient::new(channel);
+            let code = match (code, digits) {
+                (Some(text), None) => pb::verify_code_request::Code::Text(text),
+                (None, Some(digits)) => pb::verify_code_request::Code::Digits(digits),
+                _ => anyhow::bail!("give a code text or --digits"),
+            };
+            let response =
+                client.verify_code(pb::VerifyCodeRequest { code: Some(code), purpose: 0 }).await?.into_inner();
+            let verdict = pb::Verdict::try_from(response.verdict).unwrap_or(pb::Verdict::Unspecified);
+            let name = verdict.as_str_name().trim_start_matches("VERDICT_");
+            print!("{name}");
+            if !response.detail.is_empty() {
+                print!(" ({})", response.detail);
+            }
+            if let Some(claims) = &response.claims {
+                let deposit = claims.deposit.unwrap_or_default();
+                print!(
+                    " issuer={} code={} subject={} claimed_balance={} claimed_months={}",
+                    claims.issuer_centre,
+                    claims.code_id,
+                    claims.subject,
+                    Fen(deposit.balance_fen),
+                    deposit.continuous_months
+                );
+            }
+            if let Some(live) = response.live.as_ref().filter(|live| live.found) {
+                let status = live.status.unwrap_or_default();
+                print!(
+                    " member={} {} live_balance={} live_months={}",
+                    live.masked_name,
+                    live.masked_id_number,
+                    Fen(status.balance_fen),
+                    status.continuous_months
+                );
+            }
+            if !response.differences.is_empty() {
+                print!(" differs={}", response.differences.join(","));
+            }
+            if let Some(previous) = response.previous_use {
+                print!(" used_by={} at_unix={}", previous.centre, previous.used_at_unix);
+            }
+            println!();
+            Ok(ExitCode::from(if verdict == pb::Verdict::Valid { EXIT_VALID } else { EXIT_INVALID }))
+        }
+        ClientCommand::Usage { issuer, id_number } => {
+            let mut client = pb::usage_record_service_client::UsageRecordServiceClient::new(channel);
+            let response = client
+                .list_usage(pb::ListUsageRequest { issuer_centre: issuer.to_string(), id_number })
+                .await?
+                .into_inner();
+            for entry in response.entries {
+                let result = pb::Verdict::try_from(entry.result).unwrap_or(pb::Verdict::Unspecified);
+                println!(
+                    "{} centre={} code={} {}",
+                    crate::clock::Timestamp::from_unix(entry.at_unix),
+                    entry.centre,
+                    entry.code_id,
+                    result.as_str_name().trim_start_matches("VERDICT_")
+                );
+            }
+            Ok(ExitCode::from(EXIT_VALID))
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `liangma serve`: config -> service -> gRPC server until SIGTERM/SIGINT -> bounded drain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, LogFormat, StoreBackend};
+use crate::grpc::{self, ServerSettings};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::{CodeStore, RegistryStore};
+
+/// Exit status for a configuration that cannot be used (EX_CONFIG-style usage error).
+pub const EXIT_BAD_CONFIG: u8 = 64;
+
+pub(super) fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(config_path.as_deref(), |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("liangma: bad configuration: {error}");
+            return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("LIANGMA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match config.store.backend {
+        StoreBackend::Memory => serve_with(&config, MemoryStore::new(Arc::clone(&clock)), clock).await,
+        StoreBackend::Redis => {
+            let store = RedisStore::connect(&RedisSettings {
+                url: config.store.redis_url.clone(),
+                key_prefix: config.store.key_prefix.clone(),
+                timeout: config.redis_timeout(),
+            })?;
+            if let Err(error) = store.ping().await {
+                tracing::warn!(%error, "Redis not reachable yet; calls that need it answer UNAVAILABLE until it is");
+            }
+            serve_with(&config, store, clock).await
+        }
+    }
+}
+
+async fn serve_with<S: RegistryStore + CodeStore>(
+    config: &Config,
+    store: S,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let service = Arc::new(crate::app::build(config, store, clock).await?);
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        centre = %config.centre,
+        store = ?config.store.backend,
+        dev_setup = config.is_dev_setup(),
+        "liangma serving"
+    );
+    let settings = ServerSettings {
+        max_message_bytes: config.limits.max_message_bytes,
+        shutdown_grace: Duration::from_secs(config.limits.shutdown_grace_secs),
+    };
+    grpc::serve(service, listener, settings, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,176 @@
+//! In-memory store: the embedded default (`liangma serve` without Redis) and the reference semantics of the Redis store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{
+    CodeStore, CodeUse, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
+    USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry, UseOutcome,
+};
+use crate::clock::{Clock, Timestamp};
+use crate::code::{CentreCode, CodeId};
+
+#[derive(Default)]
+struct State {
+    registry: HashMap<Subject, RegistryRecord>,
+    used: HashMap<(Subject, CodeId), (Timestamp, CentreCode, Timestamp)>,
+    revoked: HashMap<(Subject, CodeId), Timestamp>,
+    usage: HashMap<Subject, Vec<UsageEntry>>,
+    grants: HashMap<(Subject, String), Timestamp>,
+    digits: HashMap<String, (String, Timestamp)>,
+    writes_since_sweep: u32,
+}
+
+/// Expired marks are swept after this many writes: amortized O(1), and the maps hold at most
+/// a day of codes plus one sweep interval.
+const SWEEP_EVERY_WRITES: u32 = 4096;
+
+impl State {
+    fn note_write(&mut self, now: Timestamp) {
+        self.writes_since_sweep += 1;
+        if self.writes_since_sweep < SWEEP_EVERY_WRITES {
+            return;
+        }
+        self.writes_since_sweep = 0;
+        self.used.retain(|_, (_, _, until)| now < *until);
+        self.revoked.retain(|_, until| now < *until);
+        self.grants.retain(|_, until| now < *until);
+        self.digits.retain(|_, (_, until)| now < *until);
+    }
+}
+
+/// Everything in one mutex-guarded map set: operations are short and never await while
+/// holding it, which also makes each of them atomic like the Redis scripts.
+pub struct MemoryStore {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+impl MemoryStore {
+    /// An empty store whose entries expire by `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { state: Mutex::new(State::default()), clock }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied operation behind (each
+        // one is a few map calls), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn deadline(&self, ttl_seconds: u64) -> Timestamp {
+        self.clock.now().plus(i64::try_from(ttl_seconds).unwrap_or(i64::MAX))
+    }
+}
+
+fn append_usage(state: &mut State, subject: Subject, entry: UsageEntry) {
+    let entries = state.usage.entry(subject).or_default();
+    entries.insert(0, entry);
+    entries.truncate(USAGE_ENTRIES_KEPT);
+}
+
+impl RegistryStore for MemoryStore {
+    async fn publish(&self, records: &[(Subject, RegistryRecord)]) -> Result<PublishCounts, StoreError> {
+        let mut state = self.state();
+        let mut counts = PublishCounts::default();
+        for (subject, record) in records {
+            let newer = state
+                .registry
+                .get(subject)
+                .is_none_or(|stored| record.status.registry_version > stored.status.registry_version);
+            if newer {
+                state.registry.insert(*subject, record.clone());
+                counts.applied += 1;
+            } else {
+                counts.ignored_not_newer += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn get(&self, subject: Subject) -> Result<Option<RegistryRecord>, StoreError> {
+        Ok(self.state().registry.get(&subject).cloned())
+    }
+}
+
+impl CodeStore for MemoryStore {
+    async fn consume(&self, code_use: &CodeUse) -> Result<UseOutcome, StoreError> {
+        let now = self.clock.now();
+        let used_until = self.deadline(code_use.used_ttl_seconds);
+        let grant_until = self.deadline(code_use.grant_ttl_seconds);
+        let key = (code_use.subject, code_use.code_id);
+        let mut state = self.state();
+        state.note_write(now);
+        let revoked = state.revoked.get(&key).is_some_and(|until| now < *until);
+        let previous = state.used.get(&key).filter(|(_, _, until)| now < *until).map(|(at, centre, _)| (*at, *centre));
+        let (outcome, result) = if revoked {
+            (UseOutcome::Revoked, USAGE_CODE_REVOKED)
+        } else if let Some((at, centre)) = previous {
+            (UseOutcome::AlreadyUsed { at, centre }, USAGE_ALREADY_USED)
+        } else {
+            state.used.insert(key, (code_use.at, code_use.centre, used_until));
+            state.grants.insert((code_use.subject, code_use.grant.clone()), grant_until);
+            (UseOutcome::Consumed { live: state.registry.get(&code_use.subject).cloned() }, USAGE_VALID)
+        };
+        let entry = UsageEntry {
+            at: code_use.at,
+            centre: code_use.centre,
+            purpose: code_use.purpose,
+            result: result.into(),
+            code_id: code_use.code_id,
+        };
+        append_usage(&mut state, code_use.subject, entry);
+        Ok(outcome)
+    }
+
+    async fn record_usage(&self, subject: Subject, entry: &UsageEntry) -> Result<(), StoreError> {
+        append_usage(&mut self.state(), subject, entry.clone());
+        Ok(())
+    }
+
+    async fn usage(&self, subject: Subject) -> Result<Vec<UsageEntry>, StoreError> {
+        Ok(self.state().usage.get(&subject).cloned().unwrap_or_default())
+    }
+
+    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<(), StoreError> {
+        let until = self.deadline(ttl_seconds);
+        let mut state = self.state();
+        state.note_write(self.clock.now());
+        state.revoked.insert((subject, code_id), until);
+        Ok(())
+    }
+
+    async fn lookup_granted(
+        &self,
+        subject: Subject,
+        grant: &str,
+    ) -> Result<Option<Option<RegistryRecord>>, StoreError> {
+        let now = self.clock.now();
+        let state = self.state();
+        let live = state.grants.get(&(subject, grant.to_owned())).is_some_and(|until| now < *until);
+        Ok(live.then(|| state.registry.get(&subject).cloned()))
+    }
+
+    async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let until = self.deadline(ttl_seconds);
+        let mut state = self.state();
+        state.note_write(now);
+        if state.digits.get(digits).is_some_and(|(_, deadline)| now < *deadline) {
+            return Ok(false);
+        }
+        state.digits.insert(digits.to_owned(), (text.to_owned(), until));
+        Ok(true)
+    }
+
+    async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {
+        let now = self.clock.now();
+        Ok(self.state().digits.get(digits).filter(|(_, until)| now < *until).map(|(text, _)| text.clone()))
+    }
+}

@@ -1,0 +1,240 @@
+//! Redis store: namespaced keys hashed by member (Cluster-ready), Lua scripts for every multi-key step, one round trip each.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncCommands, IntoConnectionInfo, RedisError, Script};
+
+use super::{
+    CodeStore, CodeUse, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
+    USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry, UseOutcome,
+};
+use crate::clock::Timestamp;
+use crate::code::{CentreCode, CodeId, Purpose};
+
+/// Connection settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path`.
+    pub url: String,
+    /// Prefix of every key, so that several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Longest wait for one command (and for a connection attempt); past it the call fails
+    /// with UNAVAILABLE instead of hanging.
+    pub timeout: Duration,
+}
+
+/// The Redis store; cheap to clone (one multiplexed, self-reconnecting connection).
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    consume: Script,
+    publish: Script,
+    lookup: Script,
+    append_usage: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
+    }
+}
+
+fn unavailable(error: RedisError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+impl RedisStore {
+    /// Creates the store without waiting for Redis: the connection is made on first use and
+    /// remade in the background after every failure, so the service starts (and recovers)
+    /// whether or not Redis is up.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let info = settings
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?
+            // redis-rs 1.x leaves Nagle's algorithm on, which adds up to 40 ms to small replies.
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = client.get_connection_manager_lazy(config).map_err(unavailable)?;
+        Ok(Self {
+            connection,
+            prefix: settings.key_prefix.clone(),
+            consume: Script::new(include_str!("consume.lua")),
+            publish: Script::new(include_str!("publish.lua")),
+            lookup: Script::new(include_str!("lookup.lua")),
+            append_usage: Script::new(include_str!("append_usage.lua")),
+        })
+    }
+
+    /// Round trip to Redis; for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING").query_async::<String>(&mut connection).await.map(drop).map_err(unavailable)
+    }
+
+    fn subject_key(&self, subject: Subject, suffix: &str) -> String {
+        format!("{}:{{{}}}:{suffix}", self.prefix, subject.storage_key())
+    }
+
+    fn digits_key(&self, digits: &str) -> String {
+        format!("{}:{{d:{digits}}}", self.prefix)
+    }
+}
+
+fn encode_record(record: &RegistryRecord) -> String {
+    serde_json::to_string(record).expect("records serialize")
+}
+
+fn decode_record(json: Option<String>) -> Result<Option<RegistryRecord>, StoreError> {
+    json.map(|json| serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("registry record: {e}"))))
+        .transpose()
+}
+
+/// `<unix>|<centre>|<purpose>|<code id>|` — the result is appended by the script.
+fn usage_prefix(at: Timestamp, centre: CentreCode, purpose: Purpose, code_id: CodeId) -> String {
+    format!("{}|{centre}|{}|{code_id}|", at.unix(), purpose.as_str())
+}
+
+fn decode_usage(line: &str) -> Result<UsageEntry, StoreError> {
+    let corrupt = || StoreError::Corrupt("usage entry".into());
+    let mut fields = line.split('|');
+    let mut next = || fields.next().ok_or_else(corrupt);
+    let at = Timestamp::from_unix(next()?.parse().map_err(|_| corrupt())?);
+    let centre = next()?.parse().map_err(|_| corrupt())?;
+    let purpose = next()?.parse().map_err(|_| corrupt())?;
+    let mut code_id = [0u8; 12];
+    hex::decode_to_slice(next()?, &mut code_id).map_err(|_| corrupt())?;
+    let result = next()?.to_owned();
+    Ok(UsageEntry { at, centre, purpose, result, code_id: CodeId::from_bytes(code_id) })
+}
+
+fn decode_previous_use(value: Option<String>) -> Result<(Timestamp, CentreCode), StoreError> {
+    let corrupt = || StoreError::Corrupt("used mark".into());
+    let value = value.ok_or_else(corrupt)?;
+    let (at, centre) = value.split_once('|').ok_or_else(corrupt)?;
+    Ok((Timestamp::from_unix(at.parse().map_err(|_| corrupt())?), centre.parse().map_err(|_| corrupt())?))
+}
+
+impl RegistryStore for RedisStore {
+    async fn publish(&self, records: &[(Subject, RegistryRecord)]) -> Result<PublishCounts, StoreError> {
+        if records.is_empty() {
+            return Ok(PublishCounts::default());
+        }
+        // One round trip for the batch: load the script (a restart may have flushed the cache),
+        // then one compare-and-set per record.
+        let mut pipe = redis::pipe();
+        pipe.load_script(&self.publish).ignore();
+        for (subject, record) in records {
+            let mut invocation = self.publish.prepare_invoke();
+            invocation
+                .key(self.subject_key(*subject, "status"))
+                .arg(record.status.registry_version)
+                .arg(encode_record(record));
+            pipe.invoke_script(&invocation);
+        }
+        let mut connection = self.connection.clone();
+        let applied: Vec<u8> = pipe.query_async(&mut connection).await.map_err(unavailable)?;
+        let applied_count = applied.iter().filter(|flag| **flag == 1).count() as u32;
+        Ok(PublishCounts { applied: applied_count, ignored_not_newer: records.len() as u32 - applied_count })
+    }
+
+    async fn get(&self, subject: Subject) -> Result<Option<RegistryRecord>, StoreError> {
+        let mut connection = self.connection.clone();
+        let json: Option<String> =
+            connection.hget(self.subject_key(subject, "status"), "d").await.map_err(unavailable)?;
+        decode_record(json)
+    }
+}
+
+impl CodeStore for RedisStore {
+    async fn consume(&self, code_use: &CodeUse) -> Result<UseOutcome, StoreError> {
+        let code = code_use.code_id.to_string();
+        let subject = code_use.subject;
+        let mut invocation = self.consume.prepare_invoke();
+        invocation
+            .key(self.subject_key(subject, &format!("revoked:{code}")))
+            .key(self.subject_key(subject, &format!("used:{code}")))
+            .key(self.subject_key(subject, "usage"))
+            .key(self.subject_key(subject, &format!("grant:{}", code_use.grant)))
+            .key(self.subject_key(subject, "status"))
+            .arg(format!("{}|{}", code_use.at.unix(), code_use.centre))
+            .arg(code_use.used_ttl_seconds.max(1))
+            .arg(code_use.grant_ttl_seconds.max(1))
+            .arg(usage_prefix(code_use.at, code_use.centre, code_use.purpose, code_use.code_id))
+            .arg(USAGE_ENTRIES_KEPT);
+        let mut connection = self.connection.clone();
+        let (result, previous, live): (String, Option<String>, Option<String>) =
+            invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
+        match result.as_str() {
+            USAGE_VALID => Ok(UseOutcome::Consumed { live: decode_record(live)? }),
+            USAGE_ALREADY_USED => {
+                let (at, centre) = decode_previous_use(previous)?;
+                Ok(UseOutcome::AlreadyUsed { at, centre })
+            }
+            USAGE_CODE_REVOKED => Ok(UseOutcome::Revoked),
+            other => Err(StoreError::Corrupt(format!("consume script answered `{other}`"))),
+        }
+    }
+
+    async fn record_usage(&self, subject: Subject, entry: &UsageEntry) -> Result<(), StoreError> {
+        let mut invocation = self.append_usage.prepare_invoke();
+        let line = usage_prefix(entry.at, entry.centre, entry.purpose, entry.code_id) + &entry.result;
+        invocation.key(self.subject_key(subject, "usage")).arg(line).arg(USAGE_ENTRIES_KEPT);
+        let mut connection = self.connection.clone();
+        invocation.invoke_async::<i64>(&mut connection).await.map(drop).map_err(unavailable)
+    }
+
+    async fn usage(&self, subject: Subject) -> Result<Vec<UsageEntry>, StoreError> {
+        let mut connection = self.connection.clone();
+        let lines: Vec<String> =
+            connection.lrange(self.subject_key(subject, "usage"), 0, -1).await.map_err(unavailable)?;
+        lines.iter().map(|line| decode_usage(line)).collect()
+    }
+
+    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let key = self.subject_key(subject, &format!("revoked:{code_id}"));
+        connection.set_ex::<_, _, ()>(key, 1, ttl_seconds.max(1)).await.map_err(unavailable)
+    }
+
+    async fn lookup_granted(
+        &self,
+        subject: Subject,
+        grant: &str,
+    ) -> Result<Option<Option<RegistryRecord>>, StoreError> {
+        let mut invocation = self.lookup.prepare_invoke();
+        invocation.key(self.subject_key(subject, &format!("grant:{grant}"))).key(self.subject_key(subject, "status"));
+        let mut connection = self.connection.clone();
+        let (granted, live): (i64, Option<String>) =
+            invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
+        if granted == 0 { Ok(None) } else { decode_record(live).map(Some) }
+    }
+
+    async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let stored: Option<String> = redis::cmd("SET")
+            .arg(self.digits_key(digits))
+            .arg(text)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_seconds.max(1))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(stored.is_some())
+    }
+
+    async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        connection.get(self.digits_key(digits)).await.map_err(unavailable)
+    }
+}
