@@ -52,7 +52,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 key_prefix: config.store.key_prefix.clone(),
                 timeout: config.redis_timeout(),
             })?;
-            if let Err(error) = store.ping().await {
+            if let Err(error) = store.load_scripts().await {
                 tracing::warn!(%error, "Redis not reachable yet; calls that need it answer UNAVAILABLE until it is");
             }
             serve_with(&config, store, clock).await

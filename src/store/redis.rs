@@ -75,10 +75,16 @@ impl RedisStore {
         })
     }
 
-    /// Round trip to Redis; for readiness checks.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    /// Loads every script into Redis's script cache, so that the hot path is one EVALSHA
+    /// from the first call on. (After a Redis restart empties the cache, the first call of each
+    /// script reloads it: two extra round trips, once.)
+    pub async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
-        redis::cmd("PING").query_async::<String>(&mut connection).await.map(drop).map_err(unavailable)
+        let mut pipe = redis::pipe();
+        for script in [&self.consume, &self.publish, &self.lookup, &self.append_usage] {
+            pipe.load_script(script).ignore();
+        }
+        pipe.query_async::<()>(&mut connection).await.map_err(unavailable)
     }
 
     fn subject_key(&self, subject: Subject, suffix: &str) -> String {

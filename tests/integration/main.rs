@@ -2,6 +2,8 @@
 
 mod cli;
 mod fixtures;
+mod harness;
 mod properties;
 mod qr_size;
+mod service;
 mod vectors;

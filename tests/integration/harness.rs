@@ -1,0 +1,256 @@
+//! Test harness: a real `redis-server` per test (unix socket in a temp folder, killed on drop)
+//! and the real gRPC server on 127.0.0.1:0 with a fixed clock.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use liangma::clock::{Clock, FixedClock, Timestamp};
+use liangma::config::Config;
+use liangma::grpc::{self, ServerSettings};
+use liangma::pb::v1 as pb;
+use liangma::store::memory::MemoryStore;
+use liangma::store::redis::{RedisSettings, RedisStore};
+use liangma::store::{CodeStore, RegistryStore};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// A private redis-server listening on a unix socket only.
+pub struct RedisServer {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self { dir: tempfile::tempdir().unwrap(), child: None };
+        server.restart();
+        server
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// Starts (again) on the same socket, and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut socket) = std::os::unix::net::UnixStream::connect(self.socket()) {
+                use std::io::{Read, Write};
+                let mut reply = [0u8; 7];
+                if socket.write_all(b"PING\r\n").is_ok()
+                    && socket.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// Starts `redis-cli MONITOR`; [`Monitor::client_commands`] then lists the commands
+    /// clients sent (commands run inside scripts are marked `lua` by Redis and left out).
+    pub fn monitor(&self) -> Monitor {
+        use std::io::BufRead;
+        let mut child = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.socket())
+            .arg("MONITOR")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli is installed with redis-server");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "OK");
+        let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        Monitor { child, reader }
+    }
+}
+
+pub struct Monitor {
+    child: Child,
+    reader: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Monitor {
+    pub fn client_commands(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let lines = self.reader.join().unwrap();
+        lines
+            .into_iter()
+            .filter(|line| !line.contains(" lua]"))
+            .filter_map(|line| line.split_once("] ").map(|(_, command)| command.to_owned()))
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// A running service with its clients.
+pub struct App {
+    pub address: SocketAddr,
+    pub clock: Arc<FixedClock>,
+    pub redis: Option<RedisServer>,
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+pub const START: &str = "2026-11-26T09:30:00+08:00";
+/// Members of the embedded sample data (fake people).
+pub const ZHANG_WEI: &str = "410802198503120012";
+pub const WANG_FANG: &str = "410803199207040027";
+
+pub async fn spawn_app(backend: Backend) -> App {
+    spawn_app_with(backend, Duration::from_secs(5)).await
+}
+
+pub async fn spawn_app_with(backend: Backend, shutdown_grace: Duration) -> App {
+    let clock = Arc::new(FixedClock::new(Timestamp::parse_rfc3339(START).unwrap()));
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = Config { data_dir: data_dir.path().to_path_buf(), ..Config::default() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let settings = ServerSettings { max_message_bytes: config.limits.max_message_bytes, shutdown_grace };
+    let shutdown = async move {
+        let _ = shutdown_rx.await;
+    };
+    let (redis, server) = match backend {
+        Backend::Memory => {
+            let store = MemoryStore::new(clock.clone() as Arc<dyn Clock>);
+            (None, start(&config, store, clock.clone(), listener, settings, shutdown).await)
+        }
+        Backend::Redis => {
+            let redis = RedisServer::start();
+            let store = RedisStore::connect(&RedisSettings {
+                url: redis.url(),
+                key_prefix: "lmtest".into(),
+                timeout: Duration::from_millis(500),
+            })
+            .unwrap();
+            store.load_scripts().await.unwrap();
+            (Some(redis), start(&config, store, clock.clone(), listener, settings, shutdown).await)
+        }
+    };
+    App { address, clock, redis, data_dir, shutdown: Some(shutdown_tx), server: Some(server) }
+}
+
+async fn start<S: RegistryStore + CodeStore>(
+    config: &Config,
+    store: S,
+    clock: Arc<FixedClock>,
+    listener: tokio::net::TcpListener,
+    settings: ServerSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+    let service = Arc::new(liangma::app::build(config, store, clock).await.unwrap());
+    tokio::spawn(grpc::serve(service, listener, settings, shutdown))
+}
+
+impl App {
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address)).unwrap().connect().await.unwrap()
+    }
+
+    pub async fn issuer(&self) -> pb::issuer_service_client::IssuerServiceClient<Channel> {
+        pb::issuer_service_client::IssuerServiceClient::new(self.channel().await)
+    }
+
+    pub async fn verifier(&self) -> pb::verifier_service_client::VerifierServiceClient<Channel> {
+        pb::verifier_service_client::VerifierServiceClient::new(self.channel().await)
+    }
+
+    pub async fn registry(&self) -> pb::registry_service_client::RegistryServiceClient<Channel> {
+        pb::registry_service_client::RegistryServiceClient::new(self.channel().await)
+    }
+
+    pub async fn usage(&self) -> pb::usage_record_service_client::UsageRecordServiceClient<Channel> {
+        pb::usage_record_service_client::UsageRecordServiceClient::new(self.channel().await)
+    }
+
+    pub async fn trust(&self) -> pb::trust_directory_service_client::TrustDirectoryServiceClient<Channel> {
+        pb::trust_directory_service_client::TrustDirectoryServiceClient::new(self.channel().await)
+    }
+
+    /// Issues an off-site-loan code of a Jiaozuo sample member for Shenzhen.
+    pub async fn issue(&self, id_number: &str) -> pb::IssueCodeResponse {
+        self.issuer()
+            .await
+            .issue_code(pb::IssueCodeRequest {
+                issuer_centre: "410800".into(),
+                id_number: id_number.into(),
+                purpose: pb::Purpose::OffsiteLoan.into(),
+                audience_centre: "440300".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn verify_text(&self, text: &str) -> Result<pb::VerifyCodeResponse, tonic::Status> {
+        let request =
+            pb::VerifyCodeRequest { code: Some(pb::verify_code_request::Code::Text(text.into())), purpose: 0 };
+        self.verifier().await.verify_code(request).await.map(tonic::Response::into_inner)
+    }
+
+    pub async fn verify_digits(&self, digits: &str) -> Result<pb::VerifyCodeResponse, tonic::Status> {
+        let request =
+            pb::VerifyCodeRequest { code: Some(pb::verify_code_request::Code::Digits(digits.into())), purpose: 0 };
+        self.verifier().await.verify_code(request).await.map(tonic::Response::into_inner)
+    }
+
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    pub fn trust_list_path(&self) -> PathBuf {
+        self.data_dir.path().join("trust.json")
+    }
+}
+
+pub fn verdict(response: &pb::VerifyCodeResponse) -> pb::Verdict {
+    pb::Verdict::try_from(response.verdict).unwrap()
+}
