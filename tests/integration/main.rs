@@ -3,6 +3,7 @@
 mod cli;
 mod fixtures;
 mod harness;
+mod process;
 mod properties;
 mod qr_size;
 mod service;
