@@ -149,8 +149,11 @@ impl Default for LimitsConfig {
 #[error("{0}")]
 pub struct ConfigError(String);
 
-/// Environment variables read, with the field each overrides.
-pub const ENV_OVERRIDES: [&str; 8] = [
+/// Every environment variable `liangma serve` reads: the configuration file's path, the log
+/// level filter, and the overrides applied by [`Config::load`].
+pub const ENVIRONMENT: [&str; 9] = [
+    "LIANGMA_CONFIG",
+    "LIANGMA_LOG",
     "LIANGMA_LISTEN",
     "LIANGMA_CENTRE",
     "LIANGMA_DATA_DIR",
@@ -158,7 +161,6 @@ pub const ENV_OVERRIDES: [&str; 8] = [
     "LIANGMA_STORE",
     "LIANGMA_REDIS_URL",
     "LIANGMA_LOG_FORMAT",
-    "LIANGMA_CONFIG",
 ];
 
 impl Config {

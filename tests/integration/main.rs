@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the crate links once.
 
 mod cli;
+mod deploy;
 mod fixtures;
 mod harness;
 mod process;
