@@ -82,8 +82,13 @@ fn dev_identity(data_dir: &Path, now: Timestamp) -> anyhow::Result<(TrustList, V
 }
 
 /// The service settings of a configuration.
-pub fn service_settings(config: &Config, trust_list_path: std::path::PathBuf) -> ServiceSettings {
-    ServiceSettings {
+pub fn service_settings(config: &Config, trust_list_path: std::path::PathBuf) -> anyhow::Result<ServiceSettings> {
+    let loan_policy = config.load_loan_policy()?;
+    if loan_policy.centre != config.centre {
+        tracing::warn!(policy = %loan_policy.name, policy_centre = %loan_policy.centre, centre = %config.centre,
+            "the loan policy belongs to another centre");
+    }
+    Ok(ServiceSettings {
         policy: VerifierPolicy {
             centre: config.centre,
             purposes: config.purposes.clone(),
@@ -93,7 +98,8 @@ pub fn service_settings(config: &Config, trust_list_path: std::path::PathBuf) ->
         max_publish_batch: config.limits.max_publish_batch,
         qr_render_concurrency: config.limits.qr_render_concurrency,
         trust_list_path: Some(trust_list_path),
-    }
+        loan_policy,
+    })
 }
 
 /// Builds the service over `store`, publishing the sample members when configured.
@@ -103,7 +109,7 @@ pub async fn build<S: RegistryStore + CodeStore>(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Liangma<S>> {
     let (trust, issuers, trust_path) = identity(config, clock.now())?;
-    let service = Liangma::new(store, clock, trust, issuers, service_settings(config, trust_path));
+    let service = Liangma::new(store, clock, trust, issuers, service_settings(config, trust_path)?);
     if config.sample_members.unwrap_or(config.is_dev_setup()) {
         publish_samples(&service).await?;
     }

@@ -32,6 +32,10 @@ pub struct Config {
     pub issuers: Vec<IssuerConfig>,
     /// Publish a few sample members at start. Default: true only in the dev setup.
     pub sample_members: Option<bool>,
+    /// Loan policy for off-site loan evaluation: a built-in name (`jiaozuo-2024`,
+    /// `jiaozuo-before-2024`) or a policy file (docs/loan-policy.md). Default `jiaozuo-2024`.
+    /// Env `LIANGMA_LOAN_POLICY`.
+    pub loan_policy: String,
     /// Storage.
     pub store: StoreConfig,
     /// Limits.
@@ -114,6 +118,7 @@ impl Default for Config {
             trust_list: None,
             issuers: Vec::new(),
             sample_members: None,
+            loan_policy: "jiaozuo-2024".into(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             log_format: LogFormat::Text,
@@ -151,7 +156,7 @@ pub struct ConfigError(String);
 
 /// Every environment variable `liangma serve` reads: the configuration file's path, the log
 /// level filter, and the overrides applied by [`Config::load`].
-pub const ENVIRONMENT: [&str; 9] = [
+pub const ENVIRONMENT: [&str; 10] = [
     "LIANGMA_CONFIG",
     "LIANGMA_LOG",
     "LIANGMA_LISTEN",
@@ -161,6 +166,7 @@ pub const ENVIRONMENT: [&str; 9] = [
     "LIANGMA_STORE",
     "LIANGMA_REDIS_URL",
     "LIANGMA_LOG_FORMAT",
+    "LIANGMA_LOAN_POLICY",
 ];
 
 impl Config {
@@ -202,6 +208,9 @@ impl Config {
         if let Some(value) = env("LIANGMA_REDIS_URL") {
             config.store.redis_url = value;
         }
+        if let Some(value) = env("LIANGMA_LOAN_POLICY") {
+            config.loan_policy = value;
+        }
         if let Some(value) = env("LIANGMA_LOG_FORMAT") {
             config.log_format = match value.as_str() {
                 "text" => LogFormat::Text,
@@ -220,6 +229,7 @@ impl Config {
         if self.trust_list.is_none() && !self.issuers.is_empty() {
             return Err(ConfigError("issuers are configured but trust_list is not: give the trust list file".into()));
         }
+        self.load_loan_policy()?;
         let limits = &self.limits;
         if !(1..=86_400).contains(&limits.code_lifetime_secs) {
             return Err(ConfigError("limits.code_lifetime_secs: between 1 and 86400".into()));
@@ -230,6 +240,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The configured loan policy, loaded and validated.
+    pub fn load_loan_policy(&self) -> Result<crate::loan::LoanPolicy, ConfigError> {
+        crate::loan::LoanPolicy::load(&self.loan_policy).map_err(|e| ConfigError(format!("loan_policy: {e}")))
     }
 
     /// Whether this is the embedded dev setup (no trust list given).

@@ -13,6 +13,7 @@ pub mod code;
 pub mod config;
 pub mod grpc;
 pub mod issue;
+pub mod loan;
 pub mod pb;
 pub mod service;
 pub mod store;

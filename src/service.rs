@@ -14,8 +14,10 @@ use crate::code::digits::{Digits, DigitsError};
 use crate::code::envelope::MAX_VALID_FOR;
 use crate::code::{CentreCode, Claims, CodeId, DepositClaims, Purpose, SubjectRef, qr};
 use crate::issue::{IdNumber, IssueError, IssueRequest, Issuer};
+use crate::loan::{Evaluation, House, LoanApplication, LoanPolicy, Party, Source, evaluate};
 use crate::store::{
-    CodeStore, CodeUse, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, UsageEntry, UseOutcome,
+    CodeStore, CodeUse, Granted, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, UsageEntry,
+    UseOutcome,
 };
 use crate::trust::{TrustList, TrustListError};
 use crate::verify::{Reason, VerifierPolicy, verify_offline};
@@ -40,6 +42,8 @@ pub struct ServiceSettings {
     pub qr_render_concurrency: usize,
     /// Trust list file re-read by [`Liangma::reload_trust_list`].
     pub trust_list_path: Option<PathBuf>,
+    /// The loan centre's policy for off-site loan evaluation.
+    pub loan_policy: LoanPolicy,
 }
 
 /// Why a call failed. Each variant maps to one gRPC status in `grpc::status`.
@@ -195,6 +199,30 @@ pub struct MemberStatus {
     pub status: DepositClaims,
 }
 
+/// A depositor in a loan evaluation.
+#[derive(Debug, Clone)]
+pub enum PartyInput {
+    /// A code to verify (and consume) now.
+    Code(CodeInput),
+    /// The verification id of a VALID verification by the same caller, less than 10 minutes ago.
+    Verified(String),
+}
+
+/// A loan evaluation request, validated.
+#[derive(Debug, Clone)]
+pub struct LoanCommand {
+    /// The borrower.
+    pub borrower: PartyInput,
+    /// The co-borrowing spouse, if they deposit too.
+    pub co_borrower: Option<PartyInput>,
+    /// Total price of the house.
+    pub house_price: crate::code::Fen,
+    /// New or second-hand.
+    pub house: House,
+    /// Term asked for.
+    pub requested_term_years: Option<u32>,
+}
+
 /// The service. Cheap to share behind an `Arc`.
 pub struct Liangma<S> {
     store: S,
@@ -347,6 +375,7 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
             at: now,
             used_ttl_seconds: remaining + u64::from(policy.clock_skew_seconds) + 60,
             grant,
+            claims: claims.deposit,
             grant_ttl_seconds: LOOKUP_GRANT_SECONDS,
         };
         Ok(match self.store.consume(&code_use).await? {
@@ -479,6 +508,11 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
 
     /// The live status of the member whose code the holder of `verification_id` verified.
     pub async fn lookup(&self, verification_id: &str) -> Result<Option<RegistryRecord>, ServiceError> {
+        Ok(self.granted(verification_id).await?.live)
+    }
+
+    /// What a VALID verification made available to its caller for a while.
+    async fn granted(&self, verification_id: &str) -> Result<Granted, ServiceError> {
         let denied = || ServiceError::PermissionDenied("unknown or expired verification id".into());
         let (subject, grant) = parse_verification_id(verification_id).ok_or_else(denied)?;
         self.store.lookup_granted(subject, &grant).await?.ok_or_else(denied)
@@ -488,6 +522,54 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
     pub async fn usage(&self, centre: CentreCode, id_number: &IdNumber) -> Result<Vec<UsageEntry>, ServiceError> {
         let issuer = self.issuer(centre)?;
         Ok(self.store.usage(Subject { centre, reference: issuer.subject_ref(id_number) }).await?)
+    }
+
+    /// Evaluates the off-site loan under this deployment's policy. Figures come from the live
+    /// registry where the home centre published the member, else from the verified claims.
+    pub async fn evaluate_loan(&self, command: LoanCommand) -> Result<(Evaluation, Vec<String>), ServiceError> {
+        if command.house_price.0 == 0 {
+            return Err(ServiceError::InvalidArgument("house_price_fen: must be positive".into()));
+        }
+        let mut verification_ids = Vec::new();
+        let borrower = self.loan_party("borrower", command.borrower, &mut verification_ids).await?;
+        let co_borrower = match command.co_borrower {
+            Some(input) => Some(self.loan_party("co_borrower", input, &mut verification_ids).await?),
+            None => None,
+        };
+        let application = LoanApplication {
+            borrower,
+            co_borrower,
+            house_price: command.house_price,
+            house: command.house,
+            requested_term_years: command.requested_term_years,
+        };
+        Ok((evaluate(&self.settings.loan_policy, &application), verification_ids))
+    }
+
+    async fn loan_party(&self, role: &str, input: PartyInput, ids: &mut Vec<String>) -> Result<Party, ServiceError> {
+        let (claims, live) = match input {
+            PartyInput::Verified(id) => {
+                let granted = self.granted(&id).await?;
+                (granted.claims, granted.live)
+            }
+            PartyInput::Code(code) => {
+                let verification = self.verify(code, Some(Purpose::OffsiteLoan)).await?;
+                let (Verdict::Valid, Some(claims), Some(id)) =
+                    (verification.verdict, verification.claims, verification.verification_id)
+                else {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "{role}: the code is not valid: {}",
+                        verification.verdict.as_str()
+                    )));
+                };
+                ids.push(id);
+                (claims.deposit, verification.live)
+            }
+        };
+        Ok(match live {
+            Some(record) => Party { deposit: record.status, source: Source::LiveRegistry },
+            None => Party { deposit: claims, source: Source::CodeClaims },
+        })
     }
 
     /// The trust list in force, as its JSON file form.

@@ -3,6 +3,7 @@
 mod client;
 mod issue;
 mod keygen;
+mod loan;
 mod serve;
 mod trust;
 mod verify;
@@ -49,6 +50,53 @@ enum Command {
     },
     /// Call a running service.
     Client(ClientArgs),
+    /// Off-site loan evaluation and loan policy files.
+    #[command(subcommand)]
+    Loan(LoanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LoanCommand {
+    /// Evaluate an off-site loan offline, from codes verified now against a trust list; several
+    /// --policy options compare policies side by side.
+    Evaluate(LoanEvaluateArgs),
+    /// Validate a policy file (or a built-in policy) and summarize it.
+    Check {
+        /// A built-in policy name (jiaozuo-2024, jiaozuo-before-2024) or a policy file.
+        policy: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LoanEvaluateArgs {
+    /// Trust list file.
+    #[arg(long, env = "LIANGMA_TRUST_LIST")]
+    trust: PathBuf,
+    /// The loan centre evaluating (checked against the codes' audience).
+    #[arg(long, env = "LIANGMA_CENTRE")]
+    centre: CentreCode,
+    /// Policies to apply (built-in name or file), repeatable; default jiaozuo-2024.
+    #[arg(long = "policy")]
+    policies: Vec<String>,
+    /// Total house price in yuan.
+    #[arg(long)]
+    house_price_yuan: String,
+    /// Second-hand house of this building age in years (omit for a new house).
+    #[arg(long)]
+    building_age: Option<u32>,
+    /// Requested term in years.
+    #[arg(long)]
+    term: Option<u32>,
+    /// The co-borrowing spouse's code, if they deposit too.
+    #[arg(long)]
+    co_borrower: Option<String>,
+    /// JSON instead of the side-by-side table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    time: TimeArg,
+    /// The borrower's code.
+    code: String,
 }
 
 #[derive(Debug, Args)]
@@ -276,5 +324,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(&args),
         Command::Serve { config } => serve::run(config),
         Command::Client(args) => client::run(args),
+        Command::Loan(command) => loan::run(command),
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, LoanState, Purpose};
 use crate::issue::IdNumber;
+use crate::loan::name_of;
 use crate::pb::v1 as pb;
 use crate::service::{ServiceError, Verdict};
 use crate::store::RegistryRecord;
@@ -130,4 +131,34 @@ pub fn verdict(verdict: Verdict) -> pb::Verdict {
 /// The proto verdict of a usage-record result name.
 pub fn verdict_by_name(name: &str) -> pb::Verdict {
     pb::Verdict::from_str_name(&format!("VERDICT_{name}")).unwrap_or(pb::Verdict::Unspecified)
+}
+
+/// The proto form of a loan evaluation.
+pub fn evaluation(
+    evaluation: crate::loan::Evaluation,
+    verification_ids: Vec<String>,
+) -> pb::EvaluateOffsiteLoanResponse {
+    pb::EvaluateOffsiteLoanResponse {
+        policy: evaluation.policy,
+        eligible: evaluation.eligible,
+        reasons: evaluation
+            .reasons
+            .iter()
+            .map(|(role, reason)| pb::LoanReason { party: name_of(role), reason: name_of(reason) })
+            .collect(),
+        max_amount_fen: evaluation.max_amount.0,
+        max_term_years: evaluation.max_term_years,
+        decided_by: name_of(&evaluation.decided_by),
+        steps: evaluation
+            .steps
+            .into_iter()
+            .map(|step| pb::LoanStep { description: step.description, amount_fen: step.amount.map(|amount| amount.0) })
+            .collect(),
+        figures: evaluation
+            .figures
+            .into_iter()
+            .map(|figure| pb::LoanFigure { name: figure.name, value: figure.value, source: name_of(&figure.source) })
+            .collect(),
+        verification_ids,
+    }
 }

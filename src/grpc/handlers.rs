@@ -5,8 +5,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::code::Fen;
+use crate::loan::House;
 use crate::pb::v1 as pb;
-use crate::service::{CodeInput, IssueCommand, Liangma, MemberStatus, QrFormat, QrImage};
+use crate::service::{CodeInput, IssueCommand, Liangma, LoanCommand, MemberStatus, PartyInput, QrFormat, QrImage};
 use crate::store::{CodeStore, RegistryStore};
 
 /// Serves every liangma service from one [`Liangma`].
@@ -197,5 +199,44 @@ impl<S: RegistryStore + CodeStore> pb::trust_directory_service_server::TrustDire
         let (centres, keys) = self.service.reload_trust_list()?;
         tracing::info!(centres, keys, "trust list reloaded");
         Ok(Response::new(pb::ReloadTrustListResponse { centres: centres as u32, keys: keys as u32 }))
+    }
+}
+
+fn party(field: &str, party: Option<pb::PartyCode>) -> Result<Option<PartyInput>, Status> {
+    let Some(code) = party.and_then(|party| party.code) else { return Ok(None) };
+    Ok(Some(match code {
+        pb::party_code::Code::Text(text) if !text.is_empty() => {
+            PartyInput::Code(CodeInput::Text(text.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        pb::party_code::Code::Digits(digits) if !digits.is_empty() => PartyInput::Code(CodeInput::Digits(digits)),
+        pb::party_code::Code::VerificationId(id) if !id.is_empty() => PartyInput::Verified(id),
+        _ => return Err(Status::invalid_argument(format!("{field}: empty"))),
+    }))
+}
+
+#[tonic::async_trait]
+impl<S: RegistryStore + CodeStore> pb::loan_service_server::LoanService for Handlers<S> {
+    async fn evaluate_offsite_loan(
+        &self,
+        request: Request<pb::EvaluateOffsiteLoanRequest>,
+    ) -> Result<Response<pb::EvaluateOffsiteLoanResponse>, Status> {
+        let request = request.into_inner();
+        let borrower = party("borrower", request.borrower)?
+            .ok_or_else(|| Status::invalid_argument("borrower: give a code, its digits or a verification id"))?;
+        let house = match pb::HouseKind::try_from(request.house_kind) {
+            Ok(pb::HouseKind::New) => House::New,
+            Ok(pb::HouseKind::SecondHand) => House::SecondHand { building_age_years: request.building_age_years },
+            _ => return Err(Status::invalid_argument("house_kind: NEW or SECOND_HAND")),
+        };
+        let command = LoanCommand {
+            borrower,
+            co_borrower: party("co_borrower", request.co_borrower)?,
+            house_price: Fen(request.house_price_fen),
+            house,
+            requested_term_years: (request.requested_term_years != 0).then_some(request.requested_term_years),
+        };
+        let (evaluation, verification_ids) = self.service.evaluate_loan(command).await?;
+        tracing::info!(policy = %evaluation.policy, eligible = evaluation.eligible, decided_by = ?evaluation.decided_by, "loan evaluated");
+        Ok(Response::new(convert::evaluation(evaluation, verification_ids)))
     }
 }

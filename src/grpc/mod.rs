@@ -28,12 +28,13 @@ pub struct ServerSettings {
 }
 
 /// Names of the liangma services, as health checks ask for them.
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 6] = [
     "liangma.v1.IssuerService",
     "liangma.v1.VerifierService",
     "liangma.v1.RegistryService",
     "liangma.v1.UsageRecordService",
     "liangma.v1.TrustDirectoryService",
+    "liangma.v1.LoanService",
 ];
 
 /// Serves on `listener` until `shutdown` completes; then reports NOT_SERVING on the health
@@ -87,9 +88,10 @@ pub async fn serve<S: RegistryStore + CodeStore>(
                 .max_decoding_message_size(limit),
         )
         .add_service(
-            pb::trust_directory_service_server::TrustDirectoryServiceServer::new(handlers)
+            pb::trust_directory_service_server::TrustDirectoryServiceServer::new(handlers.clone())
                 .max_decoding_message_size(limit),
         )
+        .add_service(pb::loan_service_server::LoanServiceServer::new(handlers).max_decoding_message_size(limit))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     tokio::select! {
         result = server => result,

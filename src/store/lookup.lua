@@ -1,6 +1,7 @@
--- The live status, only while a lookup grant of the member exists.
+-- The claims verified with a lookup grant and the live status, only while the grant exists.
 -- KEYS: 1 grant, 2 registry status hash
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, false}
+local claims = redis.call('GET', KEYS[1])
+if not claims then
+  return {false, false}
 end
-return {1, redis.call('HGET', KEYS[2], 'd')}
+return {claims, redis.call('HGET', KEYS[2], 'd')}

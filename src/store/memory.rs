@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    CodeStore, CodeUse, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
+    CodeStore, CodeUse, Granted, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
     USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry, UseOutcome,
 };
 use crate::clock::{Clock, Timestamp};
-use crate::code::{CentreCode, CodeId};
+use crate::code::{CentreCode, CodeId, DepositClaims};
 
 #[derive(Default)]
 struct State {
@@ -16,7 +16,7 @@ struct State {
     used: HashMap<(Subject, CodeId), (Timestamp, CentreCode, Timestamp)>,
     revoked: HashMap<(Subject, CodeId), Timestamp>,
     usage: HashMap<Subject, Vec<UsageEntry>>,
-    grants: HashMap<(Subject, String), Timestamp>,
+    grants: HashMap<(Subject, String), (DepositClaims, Timestamp)>,
     digits: HashMap<String, (String, Timestamp)>,
     writes_since_sweep: u32,
 }
@@ -34,7 +34,7 @@ impl State {
         self.writes_since_sweep = 0;
         self.used.retain(|_, (_, _, until)| now < *until);
         self.revoked.retain(|_, until| now < *until);
-        self.grants.retain(|_, until| now < *until);
+        self.grants.retain(|_, (_, until)| now < *until);
         self.digits.retain(|_, (_, until)| now < *until);
     }
 }
@@ -115,7 +115,7 @@ impl CodeStore for MemoryStore {
             (UseOutcome::AlreadyUsed { at, centre }, USAGE_ALREADY_USED)
         } else {
             state.used.insert(key, (code_use.at, code_use.centre, used_until));
-            state.grants.insert((code_use.subject, code_use.grant.clone()), grant_until);
+            state.grants.insert((code_use.subject, code_use.grant.clone()), (code_use.claims, grant_until));
             (UseOutcome::Consumed { live: state.registry.get(&code_use.subject).cloned() }, USAGE_VALID)
         };
         let entry = UsageEntry {
@@ -146,15 +146,11 @@ impl CodeStore for MemoryStore {
         Ok(())
     }
 
-    async fn lookup_granted(
-        &self,
-        subject: Subject,
-        grant: &str,
-    ) -> Result<Option<Option<RegistryRecord>>, StoreError> {
+    async fn lookup_granted(&self, subject: Subject, grant: &str) -> Result<Option<Granted>, StoreError> {
         let now = self.clock.now();
         let state = self.state();
-        let live = state.grants.get(&(subject, grant.to_owned())).is_some_and(|until| now < *until);
-        Ok(live.then(|| state.registry.get(&subject).cloned()))
+        let claims = state.grants.get(&(subject, grant.to_owned())).filter(|(_, until)| now < *until).map(|(c, _)| *c);
+        Ok(claims.map(|claims| Granted { claims, live: state.registry.get(&subject).cloned() }))
     }
 
     async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {

@@ -82,8 +82,19 @@ pub struct CodeUse {
     pub used_ttl_seconds: u64,
     /// The lookup grant to store on success (see [`CodeStore::lookup_granted`]).
     pub grant: String,
+    /// The verified deposit claims, kept with the grant for a later loan evaluation.
+    pub claims: DepositClaims,
     /// How long the grant lasts.
     pub grant_ttl_seconds: u64,
+}
+
+/// What a lookup grant gives access to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Granted {
+    /// The deposit claims of the code verified.
+    pub claims: DepositClaims,
+    /// The member's live registry record, if published.
+    pub live: Option<RegistryRecord>,
 }
 
 /// What consuming a code found.
@@ -161,12 +172,13 @@ pub trait CodeStore: Send + Sync + 'static {
         ttl_seconds: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// `None` when no live grant `grant` exists for the subject; otherwise the live status.
+    /// `None` when no live grant `grant` exists for the subject; otherwise the claims verified
+    /// with it and the live status.
     fn lookup_granted(
         &self,
         subject: Subject,
         grant: &str,
-    ) -> impl Future<Output = Result<Option<Option<RegistryRecord>>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Granted>, StoreError>> + Send;
 
     /// Stores digits -> code text unless the digits are taken; `false` if taken.
     fn put_digits(

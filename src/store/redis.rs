@@ -7,7 +7,7 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands, IntoConnectionInfo, RedisError, Script};
 
 use super::{
-    CodeStore, CodeUse, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
+    CodeStore, CodeUse, Granted, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
     USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry, UseOutcome,
 };
 use crate::clock::Timestamp;
@@ -176,7 +176,8 @@ impl CodeStore for RedisStore {
             .arg(code_use.used_ttl_seconds.max(1))
             .arg(code_use.grant_ttl_seconds.max(1))
             .arg(usage_prefix(code_use.at, code_use.centre, code_use.purpose, code_use.code_id))
-            .arg(USAGE_ENTRIES_KEPT);
+            .arg(USAGE_ENTRIES_KEPT)
+            .arg(serde_json::to_string(&code_use.claims).expect("claims serialize"));
         let mut connection = self.connection.clone();
         let (result, previous, live): (String, Option<String>, Option<String>) =
             invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
@@ -212,17 +213,15 @@ impl CodeStore for RedisStore {
         connection.set_ex::<_, _, ()>(key, 1, ttl_seconds.max(1)).await.map_err(unavailable)
     }
 
-    async fn lookup_granted(
-        &self,
-        subject: Subject,
-        grant: &str,
-    ) -> Result<Option<Option<RegistryRecord>>, StoreError> {
+    async fn lookup_granted(&self, subject: Subject, grant: &str) -> Result<Option<Granted>, StoreError> {
         let mut invocation = self.lookup.prepare_invoke();
         invocation.key(self.subject_key(subject, &format!("grant:{grant}"))).key(self.subject_key(subject, "status"));
         let mut connection = self.connection.clone();
-        let (granted, live): (i64, Option<String>) =
+        let (claims, live): (Option<String>, Option<String>) =
             invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
-        if granted == 0 { Ok(None) } else { decode_record(live).map(Some) }
+        let Some(claims) = claims else { return Ok(None) };
+        let claims = serde_json::from_str(&claims).map_err(|e| StoreError::Corrupt(format!("granted claims: {e}")))?;
+        Ok(Some(Granted { claims, live: decode_record(live)? }))
     }
 
     async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {

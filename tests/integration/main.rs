@@ -4,6 +4,7 @@ mod cli;
 mod deploy;
 mod fixtures;
 mod harness;
+mod loan;
 mod process;
 mod properties;
 mod qr_size;

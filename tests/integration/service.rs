@@ -30,6 +30,7 @@ on_both_backends!(
     usage_record_lists_each_verification,
     revoked_code_and_revoked_key_are_rejected,
     bad_requests_get_precise_errors,
+    loan_evaluation_uses_verified_codes_and_live_status,
 );
 
 async fn issue_verify_then_already_used(backend: Backend) {
@@ -435,4 +436,71 @@ async fn reflection_lists_the_services() {
     for name in liangma::grpc::SERVICE_NAMES.iter().chain(&["grpc.health.v1.Health"]) {
         assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
     }
+}
+
+fn party_text(text: &str) -> Option<pb::PartyCode> {
+    Some(pb::PartyCode { code: Some(pb::party_code::Code::Text(text.into())) })
+}
+
+async fn loan_evaluation_uses_verified_codes_and_live_status(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut loans = pb::loan_service_client::LoanServiceClient::new(app.channel().await);
+    // The worked example of domain.md: 20,000 yuan, 30 months, a 700,000 yuan new house.
+    let code = app.issue(ZHANG_WEI).await;
+    let evaluation = loans
+        .evaluate_offsite_loan(pb::EvaluateOffsiteLoanRequest {
+            borrower: party_text(&code.text),
+            house_price_fen: 70_000_000,
+            house_kind: pb::HouseKind::New.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(evaluation.eligible, "{evaluation:?}");
+    assert_eq!((evaluation.max_amount_fen, evaluation.decided_by.as_str()), (56_000_000, "price-ratio"));
+    assert_eq!(evaluation.policy, "jiaozuo-2024");
+    let balance = evaluation.figures.iter().find(|f| f.name == "borrower.balance").unwrap();
+    assert_eq!(balance.source, "live-registry");
+    assert_eq!(evaluation.verification_ids.len(), 1);
+    // Evaluating consumed the code like any verification.
+    assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::AlreadyUsed);
+    let again = loans
+        .evaluate_offsite_loan(pb::EvaluateOffsiteLoanRequest {
+            borrower: party_text(&code.text),
+            house_price_fen: 70_000_000,
+            house_kind: pb::HouseKind::New.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert!(again.message().contains("ALREADY_USED"), "{}", again.message());
+
+    // Verified just before by the same caller: the verification id stands for the code, and the
+    // registry's newer status (a withdrawal) wins over the claims.
+    let borrower = app.verify_text(&app.issue(ZHANG_WEI).await.text).await.unwrap();
+    publish(&app, ZHANG_WEI, 2, 1_000_000).await;
+    let spouse = app.issue(WANG_FANG).await;
+    let evaluation = loans
+        .evaluate_offsite_loan(pb::EvaluateOffsiteLoanRequest {
+            borrower: Some(pb::PartyCode {
+                code: Some(pb::party_code::Code::VerificationId(borrower.verification_id)),
+            }),
+            co_borrower: party_text(&spouse.text),
+            house_price_fen: 150_000_000,
+            house_kind: pb::HouseKind::SecondHand.into(),
+            building_age_years: 12,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // 10,000 × 30 × 1.0 + 8,500 × 30 × 0.8 (23 months) = 504,000; 80% of 1,500,000 = 1,200,000.
+    assert_eq!((evaluation.max_amount_fen, evaluation.decided_by.as_str()), (50_400_000, "formula"));
+    assert_eq!(evaluation.max_term_years, 28);
+    let figure = |name: &str| evaluation.figures.iter().find(|f| f.name == name).unwrap().clone();
+    assert_eq!(figure("borrower.balance").value, "10000.00 yuan");
+    assert_eq!(figure("co_borrower.continuous_months").source, "live-registry");
+    assert_eq!(figure("building_age_years").source, "request");
 }
