@@ -297,3 +297,71 @@ fn a_reader_that_stops_early_ends_the_command_quietly() {
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let code = stdout(&ws.issue(&key, MORNING, &["--audience", "440300"])).trim_end().to_string();
+    let output = ws.run(&[
+        "loan",
+        "evaluate",
+        "--trust",
+        "trust.json",
+        "--centre",
+        "440300",
+        "--policy",
+        "jiaozuo-2024",
+        "--policy",
+        "jiaozuo-before-2024",
+        "--house-price-yuan",
+        "700000",
+        "--at",
+        LATER,
+        "--json",
+        &code,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let evaluations: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(evaluations[0]["max_amount"], 56_000_000);
+    assert_eq!(evaluations[0]["decided_by"], "price-ratio");
+    assert_eq!(evaluations[1]["max_amount"], 32_000_000);
+    assert_eq!(evaluations[0]["figures"][1]["source"], "code-claims");
+    let table = ws.run(&[
+        "loan",
+        "evaluate",
+        "--trust",
+        "trust.json",
+        "--centre",
+        "440300",
+        "--house-price-yuan",
+        "700000",
+        "--at",
+        LATER,
+        &code,
+    ]);
+    assert!(stdout(&table).contains("560000.00"), "{}", stdout(&table));
+
+    let expired = ws.run(&[
+        "loan",
+        "evaluate",
+        "--trust",
+        "trust.json",
+        "--centre",
+        "440300",
+        "--house-price-yuan",
+        "700000",
+        "--at",
+        "2026-11-27T00:00:00+08:00",
+        &code,
+    ]);
+    assert_eq!(expired.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&expired.stderr).contains("EXPIRED"));
+
+    let policy = liangma::loan::policy::BUILT_IN[0].1.replace("multiple = 30", "multiple = 300");
+    std::fs::write(ws.path("policy.toml"), policy).unwrap();
+    let checked = ws.run(&["loan", "check", "policy.toml"]);
+    assert_eq!(checked.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&checked.stderr).contains("multiple = 300: between 1 and 100"));
+    assert!(ws.ok(&["loan", "check", "jiaozuo-2024"]).contains("valid"));
+}

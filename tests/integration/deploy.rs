@@ -90,4 +90,5 @@ fn the_example_configuration_uses_only_real_keys() {
     assert!(!config.is_dev_setup());
     assert_eq!(config.issuers.len(), 1);
     assert_eq!(config.sample_members, Some(false));
+    assert_eq!(config.load_loan_policy().unwrap().centre, config.centre, "the example's policy is its own centre's");
 }
