@@ -84,7 +84,8 @@ fn dev_identity(data_dir: &Path, now: Timestamp) -> anyhow::Result<(TrustList, V
 /// The service settings of a configuration.
 pub fn service_settings(config: &Config, trust_list_path: std::path::PathBuf) -> anyhow::Result<ServiceSettings> {
     let loan_policy = config.load_loan_policy()?;
-    if loan_policy.centre != config.centre {
+    // The dev setup demonstrates Jiaozuo's policy at a Shenzhen counter on purpose.
+    if loan_policy.centre != config.centre && !config.is_dev_setup() {
         tracing::warn!(policy = %loan_policy.name, policy_centre = %loan_policy.centre, centre = %config.centre,
             "the loan policy belongs to another centre");
     }

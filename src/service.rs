@@ -319,13 +319,17 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
     /// Steps 1-7: offline checks, then (for authentic codes) consumption, the usage record and
     /// the live status in one atomic store operation.
     pub async fn verify(&self, input: CodeInput, purpose: Option<Purpose>) -> Result<Verification, ServiceError> {
-        let mut policy = self.settings.policy.clone();
-        if let Some(purpose) = purpose {
-            if !policy.purposes.contains(&purpose) {
+        let narrowed;
+        let policy = match purpose {
+            None => &self.settings.policy,
+            Some(purpose) if self.settings.policy.purposes.contains(&purpose) => {
+                narrowed = VerifierPolicy { purposes: vec![purpose], ..self.settings.policy.clone() };
+                &narrowed
+            }
+            Some(purpose) => {
                 return Err(ServiceError::InvalidArgument(format!("this centre does not serve purpose {purpose}")));
             }
-            policy.purposes = vec![purpose];
-        }
+        };
         let text = match input {
             CodeInput::Text(text) => text,
             CodeInput::Digits(typed) => match Digits::parse(&typed) {
@@ -343,7 +347,7 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
             },
         };
         let now = self.clock.now();
-        let claims = match verify_offline(&text, &self.trust(), &policy, now) {
+        let claims = match verify_offline(&text, &self.trust(), policy, now) {
             Ok(claims) => claims,
             Err(rejection) => {
                 let claims = rejection.authentic_claims.map(|claims| *claims);

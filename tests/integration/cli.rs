@@ -327,34 +327,24 @@ fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
     assert_eq!(evaluations[0]["decided_by"], "price-ratio");
     assert_eq!(evaluations[1]["max_amount"], 32_000_000);
     assert_eq!(evaluations[0]["figures"][1]["source"], "code-claims");
-    let table = ws.run(&[
-        "loan",
-        "evaluate",
-        "--trust",
-        "trust.json",
-        "--centre",
-        "440300",
-        "--house-price-yuan",
-        "700000",
-        "--at",
-        LATER,
-        &code,
-    ]);
+    let evaluate_at = |at: &str| {
+        ws.run(&[
+            "loan",
+            "evaluate",
+            "--trust",
+            "trust.json",
+            "--centre",
+            "440300",
+            "--house-price-yuan",
+            "700000",
+            "--at",
+            at,
+            &code,
+        ])
+    };
+    let table = evaluate_at(LATER);
     assert!(stdout(&table).contains("560000.00"), "{}", stdout(&table));
-
-    let expired = ws.run(&[
-        "loan",
-        "evaluate",
-        "--trust",
-        "trust.json",
-        "--centre",
-        "440300",
-        "--house-price-yuan",
-        "700000",
-        "--at",
-        "2026-11-27T00:00:00+08:00",
-        &code,
-    ]);
+    let expired = evaluate_at("2026-11-27T00:00:00+08:00");
     assert_eq!(expired.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&expired.stderr).contains("EXPIRED"));
 

@@ -145,6 +145,9 @@ pub async fn spawn_app(backend: Backend) -> App {
 }
 
 pub async fn spawn_app_with(backend: Backend, shutdown_grace: Duration) -> App {
+    if let Ok(filter) = std::env::var("LIANGMA_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     let clock = Arc::new(FixedClock::new(Timestamp::parse_rfc3339(START).unwrap()));
     let data_dir = tempfile::tempdir().unwrap();
     let config = Config { data_dir: data_dir.path().to_path_buf(), ..Config::default() };

@@ -10,3 +10,4 @@ mod properties;
 mod qr_size;
 mod service;
 mod vectors;
+

@@ -120,6 +120,16 @@ async fn fifty_racing_verifications_give_exactly_one_valid(backend: Backend) {
     assert_eq!(usage.entries.len(), 50, "every attempt is in the member's usage record");
 }
 
+/// An off-site-loan issuance request without audience.
+fn issue_request(centre: &str, id_number: &str) -> pb::IssueCodeRequest {
+    pb::IssueCodeRequest {
+        issuer_centre: centre.into(),
+        id_number: id_number.into(),
+        purpose: pb::Purpose::OffsiteLoan.into(),
+        ..Default::default()
+    }
+}
+
 fn status(version: u64, balance_fen: u64) -> pb::DepositStatus {
     pb::DepositStatus {
         account_status: pb::AccountStatus::Normal.into(),
@@ -283,36 +293,12 @@ async fn bad_requests_get_precise_errors(backend: Backend) {
     assert!(matches!(oversized.code(), Code::OutOfRange | Code::ResourceExhausted), "{oversized:?}");
 
     let mut issuer = app.issuer().await;
-    let bad_id = issuer
-        .issue_code(pb::IssueCodeRequest {
-            issuer_centre: "410800".into(),
-            id_number: "410802198503120013".into(),
-            purpose: pb::Purpose::OffsiteLoan.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let bad_id = issuer.issue_code(issue_request("410800", "410802198503120013")).await.unwrap_err();
     assert_eq!(bad_id.code(), Code::InvalidArgument);
     assert!(!bad_id.message().contains("410802198503120013"), "{}", bad_id.message());
-    let unknown_member = issuer
-        .issue_code(pb::IssueCodeRequest {
-            issuer_centre: "410800".into(),
-            id_number: "11010519491231002X".into(),
-            purpose: pb::Purpose::OffsiteLoan.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let unknown_member = issuer.issue_code(issue_request("410800", "11010519491231002X")).await.unwrap_err();
     assert_eq!(unknown_member.code(), Code::NotFound);
-    let not_ours = issuer
-        .issue_code(pb::IssueCodeRequest {
-            issuer_centre: "330100".into(),
-            id_number: ZHANG_WEI.into(),
-            purpose: pb::Purpose::OffsiteLoan.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let not_ours = issuer.issue_code(issue_request("330100", ZHANG_WEI)).await.unwrap_err();
     assert_eq!(not_ours.code(), Code::InvalidArgument);
     let too_many = app
         .registry()
