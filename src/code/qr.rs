@@ -136,6 +136,17 @@ mod tests {
     }
 
     #[test]
+    fn a_jpeg_photo_of_the_code_is_read_too() {
+        let text = "LM1:JPEG IS LOSSY BUT QR SURVIVES IT 0123456789";
+        let png = to_png(&encode(text).unwrap());
+        let image = image::load_from_memory(&png).unwrap();
+        let mut jpeg = Vec::new();
+        image.to_luma8().write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg).unwrap();
+        assert!(jpeg.starts_with(&[0xFF, 0xD8]), "a JPEG file");
+        assert_eq!(read_image(&jpeg).unwrap(), vec![text.to_string()]);
+    }
+
+    #[test]
     fn rejects_lowercase_and_reports_images_without_codes() {
         assert_eq!(encode("lm1:abc").err(), Some(QrEncodeError::NotAlphanumeric));
         let blank = GrayImage::from_pixel(64, 64, Luma([255]));
