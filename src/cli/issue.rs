@@ -41,7 +41,7 @@ pub(super) fn run(args: &IssueArgs) -> anyhow::Result<ExitCode> {
         if args.qr {
             write!(out, "{}", qr::to_terminal(&symbol))?;
         }
-        eprintln!("QR version {} at error correction M", qr::version_number(&symbol));
+        eprintln!("QR version {} at error correction M", symbol.version());
     }
     Ok(ExitCode::from(EXIT_VALID))
 }

@@ -10,4 +10,3 @@ mod properties;
 mod qr_size;
 mod service;
 mod vectors;
-

@@ -75,7 +75,7 @@ proptest! {
         let claims = verify_offline(&code.text, &trust_list(), &verifier_for(&request), now).unwrap();
         prop_assert_eq!(claims, code.claims);
         prop_assert_eq!(claims.deposit, record.deposit_claims());
-        prop_assert!(qr::version_number(&qr::encode(&code.text).unwrap()) <= 8);
+        prop_assert!(qr::encode(&code.text).unwrap().version() <= 8);
     }
 
     #[test]

@@ -15,7 +15,7 @@ fn the_largest_realistic_claims_fit_qr_version_8_at_ecc_m() {
     let text = seal(&KEYS.jiaozuo_current, &claims);
     assert!(text.len() <= 221, "{} characters exceed the 221 of version 8-M alphanumeric", text.len());
     let symbol = qr::encode(&text).unwrap();
-    assert!(qr::version_number(&symbol) <= qr::MAX_DESIGN_VERSION, "version {}", qr::version_number(&symbol));
+    assert!(symbol.version() <= qr::MAX_DESIGN_VERSION, "version {}", symbol.version());
     assert_eq!(decode(&text).unwrap().claims, claims);
     assert_eq!(qr::read_image(&qr::to_png(&symbol)).unwrap(), vec![text]);
 }
@@ -32,5 +32,52 @@ fn a_code_issued_for_the_largest_record_fits_version_8() {
     let request =
         IssueRequest { purpose: Purpose::LoanSettlement, audience: Some(centre("829998")), lifetime_seconds: 86_400 };
     let code = issuer.issue(&record, &request, at("2026-11-26T09:30:00+08:00")).unwrap();
-    assert!(qr::version_number(&qr::encode(&code.text).unwrap()) <= 8);
+    assert!(qr::encode(&code.text).unwrap().version() <= 8);
+}
+
+/// Every PNG we render reads back in an independent decoder (zbarimg, from the ZBar project),
+/// for real codes and for payloads of every length up to version 9.
+#[test]
+fn zbarimg_reads_back_every_symbol() {
+    let issuer = Issuer::new(key(&KEYS.jiaozuo_current), subject_secret(), &trust_list()).unwrap();
+    let request =
+        IssueRequest { purpose: Purpose::OffsiteLoan, audience: Some(centre(SHENZHEN)), lifetime_seconds: 86_400 };
+    let mut texts: Vec<String> = (0..250)
+        .map(|minute| {
+            issuer.issue(&member(), &request, at("2026-11-26T09:30:00+08:00").plus(minute * 60)).unwrap().text
+        })
+        .collect();
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    texts.extend((0..250).map(|index| {
+        (0..1 + index % 230)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ALPHABET[(state % ALPHABET.len() as u64) as usize] as char
+            })
+            .collect::<String>()
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<std::path::PathBuf> = texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let path = dir.path().join(format!("{index:04}.png"));
+            std::fs::write(&path, qr::to_png(&qr::encode(text).unwrap())).unwrap();
+            path
+        })
+        .collect();
+    let output = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q", "-Sdisable", "-Sqrcode.enable"])
+        .args(&files)
+        .output()
+        .expect("zbarimg must be installed (scripts/test installs zbar-tools)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let decoded: Vec<&str> = std::str::from_utf8(&output.stdout).unwrap().lines().collect();
+    assert_eq!(decoded.len(), texts.len());
+    for (text, read) in texts.iter().zip(decoded) {
+        assert_eq!(read, text);
+    }
 }
