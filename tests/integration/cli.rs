@@ -25,8 +25,9 @@ impl Workspace {
         self.run_with_stdin(args, None)
     }
 
-    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_liangma"))
+    /// Starts `liangma ARGS` in the workspace with no inherited environment and piped stdio.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_liangma"))
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
@@ -34,7 +35,11 @@ impl Workspace {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self.spawn(args);
         let mut input = child.stdin.take().unwrap();
         input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
         drop(input);
@@ -271,14 +276,7 @@ fn a_reader_that_stops_early_ends_the_command_quietly() {
     let ws = Workspace::new();
     let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
     let code = stdout(&ws.issue(&key, MORNING, &[])).trim_end().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_liangma"))
-        .args(["verify", "--trust", "trust.json", "--centre", "440300", "--at", LATER])
-        .current_dir(ws.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn(&["verify", "--trust", "trust.json", "--centre", "440300", "--at", LATER]);
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         // Far more verdicts than a pipe buffers; the write fails once the child has exited.

@@ -433,16 +433,13 @@ async fn loan_evaluation_uses_verified_codes_and_live_status(backend: Backend) {
     let mut loans = pb::loan_service_client::LoanServiceClient::new(app.channel().await);
     // The worked example of domain.md: 20,000 yuan, 30 months, a 700,000 yuan new house.
     let code = app.issue(ZHANG_WEI).await;
-    let evaluation = loans
-        .evaluate_offsite_loan(pb::EvaluateOffsiteLoanRequest {
-            borrower: party_text(&code.text),
-            house_price_fen: 70_000_000,
-            house_kind: pb::HouseKind::New.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let worked_example = pb::EvaluateOffsiteLoanRequest {
+        borrower: party_text(&code.text),
+        house_price_fen: 70_000_000,
+        house_kind: pb::HouseKind::New.into(),
+        ..Default::default()
+    };
+    let evaluation = loans.evaluate_offsite_loan(worked_example.clone()).await.unwrap().into_inner();
     assert!(evaluation.eligible, "{evaluation:?}");
     assert_eq!((evaluation.max_amount_fen, evaluation.decided_by.as_str()), (56_000_000, "price-ratio"));
     assert_eq!(evaluation.policy, "jiaozuo-2024");
@@ -451,15 +448,7 @@ async fn loan_evaluation_uses_verified_codes_and_live_status(backend: Backend) {
     assert_eq!(evaluation.verification_ids.len(), 1);
     // Evaluating consumed the code like any verification.
     assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::AlreadyUsed);
-    let again = loans
-        .evaluate_offsite_loan(pb::EvaluateOffsiteLoanRequest {
-            borrower: party_text(&code.text),
-            house_price_fen: 70_000_000,
-            house_kind: pb::HouseKind::New.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let again = loans.evaluate_offsite_loan(worked_example).await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
     assert!(again.message().contains("ALREADY_USED"), "{}", again.message());
 
