@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::clock::{Clock, Timestamp};
-use crate::code::digits::{Digits, DigitsError};
+use crate::code::digits::Digits;
 use crate::code::envelope::MAX_VALID_FOR;
 use crate::code::{CentreCode, Claims, CodeId, DepositClaims, Purpose, SubjectRef, qr};
 use crate::issue::{IdNumber, IssueError, IssueRequest, Issuer};
@@ -333,7 +333,7 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         let text = match input {
             CodeInput::Text(text) => text,
             CodeInput::Digits(typed) => match Digits::parse(&typed) {
-                Err(error @ (DigitsError::Format | DigitsError::CheckDigit)) => {
+                Err(error) => {
                     return Ok(Verification::rejected(
                         Verdict::Rejected(Reason::Malformed),
                         Some(error.to_string()),
