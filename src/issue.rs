@@ -189,11 +189,6 @@ impl Issuer {
         self.centre
     }
 
-    /// The signing key's id.
-    pub fn key_id(&self) -> KeyId {
-        self.key.key_id()
-    }
-
     /// The member's pseudonymous reference at this centre.
     pub fn subject_ref(&self, id_number: &IdNumber) -> SubjectRef {
         self.subject_secret.subject_ref(id_number)

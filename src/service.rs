@@ -301,11 +301,6 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         }
     }
 
-    /// The store (for readiness checks and tests).
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
     fn trust(&self) -> Arc<TrustList> {
         Arc::clone(&self.trust.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }

@@ -55,11 +55,6 @@ impl Symbol {
         self.width
     }
 
-    /// The mask pattern chosen (0..=7).
-    pub fn mask(&self) -> u8 {
-        self.mask
-    }
-
     /// Whether the module in column `x`, row `y` is dark.
     pub fn is_dark(&self, x: usize, y: usize) -> bool {
         self.dark[y * self.width + x]
