@@ -35,6 +35,14 @@ impl<S> std::fmt::Debug for Handlers<S> {
     }
 }
 
+/// A code as a scanner typed it: only a trailing line ending is removed (a space is a base45
+/// character and may end a code).
+fn scanned_text(mut text: String) -> CodeInput {
+    let kept = text.trim_end_matches(['\r', '\n']).len();
+    text.truncate(kept);
+    CodeInput::Text(text)
+}
+
 #[tonic::async_trait]
 impl<S: RegistryStore + CodeStore> pb::verifier_service_server::VerifierService for Handlers<S> {
     async fn verify_code(
@@ -43,9 +51,7 @@ impl<S: RegistryStore + CodeStore> pb::verifier_service_server::VerifierService 
     ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
         let request = request.into_inner();
         let input = match request.code {
-            Some(pb::verify_code_request::Code::Text(text)) if !text.is_empty() => {
-                CodeInput::Text(text.trim_end_matches(['\r', '\n']).to_owned())
-            }
+            Some(pb::verify_code_request::Code::Text(text)) if !text.is_empty() => scanned_text(text),
             Some(pb::verify_code_request::Code::Digits(digits)) if !digits.is_empty() => CodeInput::Digits(digits),
             _ => return Err(Status::invalid_argument("code: give the code text or its digits")),
         };
@@ -53,7 +59,7 @@ impl<S: RegistryStore + CodeStore> pb::verifier_service_server::VerifierService 
         let verification = self.service.verify(input, purpose).await?;
         tracing::info!(
             verdict = verification.verdict.as_str(),
-            code_id = verification.claims.map(|c| c.code_id.to_string()),
+            code_id = verification.claims.as_ref().map(|claims| tracing::field::display(claims.code_id)),
             "verified"
         );
         Ok(Response::new(pb::VerifyCodeResponse {
@@ -205,9 +211,7 @@ impl<S: RegistryStore + CodeStore> pb::trust_directory_service_server::TrustDire
 fn party(field: &str, party: Option<pb::PartyCode>) -> Result<Option<PartyInput>, Status> {
     let Some(code) = party.and_then(|party| party.code) else { return Ok(None) };
     Ok(Some(match code {
-        pb::party_code::Code::Text(text) if !text.is_empty() => {
-            PartyInput::Code(CodeInput::Text(text.trim_end_matches(['\r', '\n']).to_owned()))
-        }
+        pb::party_code::Code::Text(text) if !text.is_empty() => PartyInput::Code(scanned_text(text)),
         pb::party_code::Code::Digits(digits) if !digits.is_empty() => PartyInput::Code(CodeInput::Digits(digits)),
         pb::party_code::Code::VerificationId(id) if !id.is_empty() => PartyInput::Verified(id),
         _ => return Err(Status::invalid_argument(format!("{field}: empty"))),
