@@ -4,7 +4,6 @@
 //! Usage: cargo run --release --example registry_load -- [RECORDS] [BATCH] [IN_FLIGHT]
 //! (defaults 1000000, 1000, 8). Needs `redis-server` on the PATH; see docs/performance.md.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,11 +21,8 @@ fn id_number(n: u64) -> String {
     format!("{body}{}", CHECK[(sum % 11) as usize] as char)
 }
 
-fn redis_info(socket: &std::path::Path, field: &str) -> u64 {
-    let output = Command::new("redis-cli").arg("-s").arg(socket).args(["INFO", "memory"]).output().unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    text.lines().find_map(|line| line.strip_prefix(&format!("{field}:"))).unwrap().trim().parse().unwrap()
-}
+#[path = "../tests/integration/redis_server.rs"]
+mod redis_server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,22 +32,11 @@ async fn main() -> anyhow::Result<()> {
     let in_flight = args.next().transpose()?.unwrap_or(8) as usize;
 
     let dir = tempfile::tempdir()?;
-    let socket = dir.path().join("redis.sock");
-    let mut redis = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(&socket)
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()?;
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
+    let redis = redis_server::RedisServer::start();
+    let socket = redis.socket();
     let config = Config { data_dir: dir.path().join("data"), sample_members: Some(false), ..Config::default() };
     let store = RedisStore::connect(&RedisSettings {
-        url: format!("redis+unix://{}", socket.display()),
+        url: redis.url(),
         key_prefix: "lm".into(),
         timeout: Duration::from_secs(5),
     })?;
@@ -64,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(liangma::grpc::serve(service, listener, settings, std::future::pending()));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?.connect().await?;
 
-    let memory_before = redis_info(&socket, "used_memory");
+    let memory_before = redis_server::info_field(&socket, "memory", "used_memory");
     let started = Instant::now();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let mut calls = Vec::new();
@@ -99,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         applied += u64::from(call.await??);
     }
     let elapsed = started.elapsed();
-    let memory_after = redis_info(&socket, "used_memory");
+    let memory_after = redis_server::info_field(&socket, "memory", "used_memory");
     anyhow::ensure!(applied == records, "only {applied} of {records} records applied");
 
     println!("| measure | value |");
@@ -108,7 +93,5 @@ async fn main() -> anyhow::Result<()> {
     println!("| elapsed | {:.2} s |", elapsed.as_secs_f64());
     println!("| records per second | {:.0} |", records as f64 / elapsed.as_secs_f64());
     println!("| Redis memory per record | {} bytes |", (memory_after - memory_before) / records);
-    let _ = redis.kill();
-    let _ = redis.wait();
     Ok(())
 }

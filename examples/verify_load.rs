@@ -6,7 +6,6 @@
 //! Usage: cargo run --release --example verify_load -- [REQUESTS] [CONCURRENCY]
 //! (defaults 40000, 256). Needs `redis-server` and `redis-cli`; see docs/performance.md.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -89,13 +88,11 @@ async fn load(address: std::net::SocketAddr, codes: Arc<Vec<String>>, concurrenc
     })
 }
 
-fn commandstat(socket: &std::path::Path, command: &str) -> u64 {
-    let output = Command::new("redis-cli").arg("-s").arg(socket).args(["INFO", "commandstats"]).output().unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+#[path = "../tests/integration/redis_server.rs"]
+mod redis_server;
+
+fn evalsha_calls(socket: &std::path::Path) -> u64 {
+    redis_server::info_field(socket, "commandstats", "cmdstat_evalsha")
 }
 
 /// Serves `service` on its own two-worker runtime, as a separate server process would.
@@ -126,19 +123,9 @@ fn main() -> anyhow::Result<()> {
     let _runtime = client.enter();
 
     let dir = tempfile::tempdir()?;
-    let socket = dir.path().join("redis.sock");
-    let mut redis_server = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(&socket)
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()?;
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let redis_url = format!("redis+unix://{}", socket.display());
+    let redis_server = redis_server::RedisServer::start();
+    let socket = redis_server.socket();
+    let redis_url = redis_server.url();
 
     // The service, with the Redis store and the dev keys.
     let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
@@ -206,12 +193,12 @@ fn main() -> anyhow::Result<()> {
     let anchor_address =
         serve_on_own_runtime(make_anchor(Anchor { verify: anchor_verify, redis: Some(redis_for_anchor) }));
 
-    let evalsha_before = commandstat(&socket, "evalsha");
+    let evalsha_before = evalsha_calls(&socket);
     let echo = client.block_on(load(echo_address, Arc::clone(&codes), concurrency))?;
     let anchor = client.block_on(load(anchor_address, Arc::clone(&codes), concurrency))?;
-    let evalsha_anchor = commandstat(&socket, "evalsha");
+    let evalsha_anchor = evalsha_calls(&socket);
     let verify = client.block_on(load(service_address, Arc::clone(&codes), concurrency))?;
-    let evalsha_after = commandstat(&socket, "evalsha");
+    let evalsha_after = evalsha_calls(&socket);
     anyhow::ensure!(evalsha_anchor == evalsha_before, "the anchors ran no scripts");
 
     let row = |name: &str, outcome: &Outcome, against: &Outcome| {
@@ -230,7 +217,5 @@ fn main() -> anyhow::Result<()> {
     row("anchor: tonic + verify_strict + Redis GET", &anchor, &anchor);
     row("liangma VerifyCode (consume, usage, live status)", &verify, &anchor);
     println!("Redis EVALSHA calls per verification: {:.3}", (evalsha_after - evalsha_anchor) as f64 / requests as f64);
-    let _ = redis_server.kill();
-    let _ = redis_server.wait();
     Ok(())
 }

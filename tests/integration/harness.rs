@@ -3,9 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use liangma::clock::{Clock, FixedClock, Timestamp};
 use liangma::config::Config;
@@ -17,107 +16,7 @@ use liangma::store::{CodeStore, RegistryStore};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-/// A private redis-server listening on a unix socket only.
-pub struct RedisServer {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        let mut server = Self { dir: tempfile::tempdir().unwrap(), child: None };
-        server.restart();
-        server
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("redis.sock")
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    /// Starts (again) on the same socket, and waits until it answers.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(self.socket())
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut socket) = std::os::unix::net::UnixStream::connect(self.socket()) {
-                use std::io::{Read, Write};
-                let mut reply = [0u8; 7];
-                if socket.write_all(b"PING\r\n").is_ok()
-                    && socket.read_exact(&mut reply).is_ok()
-                    && &reply == b"+PONG\r\n"
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start");
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(self.socket());
-    }
-
-    /// Starts `redis-cli MONITOR`; [`Monitor::client_commands`] then lists the commands
-    /// clients sent (commands run inside scripts are marked `lua` by Redis and left out).
-    pub fn monitor(&self) -> Monitor {
-        use std::io::BufRead;
-        let mut child = Command::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .arg("MONITOR")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-cli is installed with redis-server");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "OK");
-        let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-        Monitor { child, reader }
-    }
-}
-
-pub struct Monitor {
-    child: Child,
-    reader: std::thread::JoinHandle<Vec<String>>,
-}
-
-impl Monitor {
-    pub fn client_commands(mut self) -> Vec<String> {
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let lines = self.reader.join().unwrap();
-        lines
-            .into_iter()
-            .filter(|line| !line.contains(" lua]"))
-            .filter_map(|line| line.split_once("] ").map(|(_, command)| command.to_owned()))
-            .collect()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+pub use crate::redis_server::RedisServer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -8,5 +8,6 @@ mod loan;
 mod process;
 mod properties;
 mod qr_size;
+mod redis_server;
 mod service;
 mod vectors;
