@@ -301,32 +301,8 @@ fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
     let ws = Workspace::new();
     let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
     let code = stdout(&ws.issue(&key, MORNING, &["--audience", "440300"])).trim_end().to_string();
-    let output = ws.run(&[
-        "loan",
-        "evaluate",
-        "--trust",
-        "trust.json",
-        "--centre",
-        "440300",
-        "--policy",
-        "jiaozuo-2024",
-        "--policy",
-        "jiaozuo-before-2024",
-        "--house-price-yuan",
-        "700000",
-        "--at",
-        LATER,
-        "--json",
-        &code,
-    ]);
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let evaluations: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(evaluations[0]["max_amount"], 56_000_000);
-    assert_eq!(evaluations[0]["decided_by"], "price-ratio");
-    assert_eq!(evaluations[1]["max_amount"], 32_000_000);
-    assert_eq!(evaluations[0]["figures"][1]["source"], "code-claims");
-    let evaluate_at = |at: &str| {
-        ws.run(&[
+    let evaluate = |at: &str, extra: &[&str]| {
+        let mut args = vec![
             "loan",
             "evaluate",
             "--trust",
@@ -337,12 +313,21 @@ fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
             "700000",
             "--at",
             at,
-            &code,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        args.push(&code);
+        ws.run(&args)
     };
-    let table = evaluate_at(LATER);
+    let output = evaluate(LATER, &["--policy", "jiaozuo-2024", "--policy", "jiaozuo-before-2024", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let evaluations: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(evaluations[0]["max_amount"], 56_000_000);
+    assert_eq!(evaluations[0]["decided_by"], "price-ratio");
+    assert_eq!(evaluations[1]["max_amount"], 32_000_000);
+    assert_eq!(evaluations[0]["figures"][1]["source"], "code-claims");
+    let table = evaluate(LATER, &[]);
     assert!(stdout(&table).contains("560000.00"), "{}", stdout(&table));
-    let expired = evaluate_at("2026-11-27T00:00:00+08:00");
+    let expired = evaluate("2026-11-27T00:00:00+08:00", &[]);
     assert_eq!(expired.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&expired.stderr).contains("EXPIRED"));
 

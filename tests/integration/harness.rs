@@ -130,6 +130,12 @@ impl App {
             .into_inner()
     }
 
+    /// The usage record of a Jiaozuo member.
+    pub async fn usage_of(&self, id_number: &str) -> pb::ListUsageResponse {
+        let request = pb::ListUsageRequest { issuer_centre: "410800".into(), id_number: id_number.into() };
+        self.usage().await.list_usage(request).await.unwrap().into_inner()
+    }
+
     pub async fn verify_text(&self, text: &str) -> Result<pb::VerifyCodeResponse, tonic::Status> {
         let request =
             pb::VerifyCodeRequest { code: Some(pb::verify_code_request::Code::Text(text.into())), purpose: 0 };

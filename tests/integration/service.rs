@@ -111,13 +111,7 @@ async fn fifty_racing_verifications_give_exactly_one_valid(backend: Backend) {
         }
     }
     assert_eq!((valid, already_used), (1, 49));
-    let usage = app
-        .usage()
-        .await
-        .list_usage(pb::ListUsageRequest { issuer_centre: "410800".into(), id_number: ZHANG_WEI.into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let usage = app.usage_of(ZHANG_WEI).await;
     assert_eq!(usage.entries.len(), 50, "every attempt is in the member's usage record");
 }
 
@@ -213,13 +207,7 @@ async fn usage_record_lists_each_verification(backend: Backend) {
     let third = app.issue(ZHANG_WEI).await;
     app.clock.advance(86_400);
     assert_eq!(verdict(&app.verify_text(&third.text).await.unwrap()), pb::Verdict::Expired);
-    let usage = app
-        .usage()
-        .await
-        .list_usage(pb::ListUsageRequest { issuer_centre: "410800".into(), id_number: ZHANG_WEI.into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let usage = app.usage_of(ZHANG_WEI).await;
     let seen: Vec<(String, i32)> = usage.entries.iter().map(|e| (e.code_id.clone(), e.result)).collect();
     assert_eq!(
         seen,
@@ -232,13 +220,7 @@ async fn usage_record_lists_each_verification(backend: Backend) {
     );
     assert!(usage.entries.iter().all(|e| e.centre == "440300" && e.purpose == i32::from(pb::Purpose::OffsiteLoan)));
     // Another member's record is their own.
-    let other = app
-        .usage()
-        .await
-        .list_usage(pb::ListUsageRequest { issuer_centre: "410800".into(), id_number: WANG_FANG.into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let other = app.usage_of(WANG_FANG).await;
     assert!(other.entries.is_empty());
 }
 
