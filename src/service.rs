@@ -261,24 +261,37 @@ fn differences(claimed: &DepositClaims, live: &DepositClaims) -> Vec<&'static st
     checks.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
 }
 
-/// The opaque id a VALID verification returns: the member's storage key (so that the grant
-/// lives in the member's Redis slot) and 16 random bytes, in hex.
-fn new_verification_id(subject: Subject) -> Result<(String, String), ServiceError> {
+/// What a verification id names: the code verified and the grant its verification stored.
+#[derive(Debug, PartialEq, Eq)]
+struct VerificationRef {
+    subject: Subject,
+    code_id: CodeId,
+    grant: String,
+}
+
+/// The opaque id a VALID verification returns, in hex: where the grant is stored (the member's
+/// storage key, so it lives in the member's Redis slot, and the code id) and 16 random bytes.
+fn new_verification_id(subject: Subject, code_id: CodeId) -> Result<(String, String), ServiceError> {
     let mut secret = [0u8; 16];
     getrandom::fill(&mut secret).map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
     let grant = hex::encode(secret);
-    let id = format!("{:08x}{}{grant}", subject.centre.get(), subject.reference.to_full_hex());
+    let id = format!("{:08x}{}{code_id}{grant}", subject.centre.get(), subject.reference.to_full_hex());
     Ok((id, grant))
 }
 
-fn parse_verification_id(id: &str) -> Option<(Subject, String)> {
-    if id.len() != 8 + 24 + 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+fn parse_verification_id(id: &str) -> Option<VerificationRef> {
+    if id.len() != 8 + 24 + 24 + 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let centre = CentreCode::new(u32::from_str_radix(&id[..8], 16).ok()?)?;
-    let mut reference = [0u8; 12];
+    let (mut reference, mut code_id) = ([0u8; 12], [0u8; 12]);
     hex::decode_to_slice(&id[8..32], &mut reference).ok()?;
-    Some((Subject { centre, reference: SubjectRef::from_bytes(reference) }, id[32..].to_ascii_lowercase()))
+    hex::decode_to_slice(&id[32..56], &mut code_id).ok()?;
+    Some(VerificationRef {
+        subject: Subject { centre, reference: SubjectRef::from_bytes(reference) },
+        code_id: CodeId::from_bytes(code_id),
+        grant: id[56..].to_ascii_lowercase(),
+    })
 }
 
 impl<S: RegistryStore + CodeStore> Liangma<S> {
@@ -364,7 +377,7 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
             }
         };
         let subject = Subject { centre: claims.issuer, reference: claims.subject };
-        let (verification_id, grant) = new_verification_id(subject)?;
+        let (verification_id, grant) = new_verification_id(subject, claims.code_id)?;
         let remaining = u64::try_from(claims.expires_at().unix() - now.unix()).unwrap_or(0);
         let code_use = CodeUse {
             subject,
@@ -372,10 +385,9 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
             centre: policy.centre,
             purpose: claims.purpose,
             at: now,
-            used_ttl_seconds: remaining + u64::from(policy.clock_skew_seconds) + 60,
+            used_ttl_seconds: (remaining + u64::from(policy.clock_skew_seconds) + 60).max(LOOKUP_GRANT_SECONDS),
             grant,
             claims: claims.deposit,
-            grant_ttl_seconds: LOOKUP_GRANT_SECONDS,
         };
         Ok(match self.store.consume(&code_use).await? {
             UseOutcome::Consumed { live } => Verification {
@@ -513,8 +525,14 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
     /// What a VALID verification made available to its caller for a while.
     async fn granted(&self, verification_id: &str) -> Result<Granted, ServiceError> {
         let denied = || ServiceError::PermissionDenied("unknown or expired verification id".into());
-        let (subject, grant) = parse_verification_id(verification_id).ok_or_else(denied)?;
-        self.store.lookup_granted(subject, &grant).await?.ok_or_else(denied)
+        let named = parse_verification_id(verification_id).ok_or_else(denied)?;
+        let granted =
+            self.store.lookup_granted(named.subject, named.code_id, &named.grant).await?.ok_or_else(denied)?;
+        // Another instance's clock may run a little behind: only the end of the grant matters.
+        if self.clock.now().unix() - granted.verified_at.unix() >= LOOKUP_GRANT_SECONDS as i64 {
+            return Err(denied());
+        }
+        Ok(granted)
     }
 
     /// The member's usage record, newest first.
@@ -605,8 +623,9 @@ mod tests {
     #[test]
     fn verification_ids_round_trip_and_reject_tampering() {
         let subject = Subject { centre: CentreCode::new(410800).unwrap(), reference: SubjectRef::from_bytes([7; 12]) };
-        let (id, grant) = new_verification_id(subject).unwrap();
-        assert_eq!(parse_verification_id(&id), Some((subject, grant)));
+        let code_id = CodeId::from_bytes([9; 12]);
+        let (id, grant) = new_verification_id(subject, code_id).unwrap();
+        assert_eq!(parse_verification_id(&id), Some(VerificationRef { subject, code_id, grant }));
         assert_eq!(parse_verification_id(&id[1..]), None);
         assert_eq!(parse_verification_id(&id.replace(|c: char| c.is_ascii_digit(), "z")), None);
     }

@@ -1,27 +1,28 @@
 -- Verification hot path, atomic: revocation check, single use, usage record, lookup grant,
 -- live status. All keys carry the member's hash tag, so they share one Cluster slot.
--- KEYS: 1 revoked mark, 2 used mark, 3 usage list, 4 grant, 5 registry status
--- ARGV: 1 used-mark value "<unix>|<centre>", 2 used-mark TTL (s), 3 grant TTL (s),
---       4 usage entry without its result ("<unix>|<centre>|<purpose>|<code id>|"), 5 entries kept,
---       6 the verified deposit claims (JSON), kept with the lookup grant
+-- KEYS: 1 code state ("R" once revoked; once used "<unix>|<centre>|<grant>|<claims JSON>"),
+--       2 usage list, 3 registry status
+-- ARGV: 1 used state, 2 its TTL (s), 3 usage entry without its result
+--       ("<unix>|<centre>|<purpose>|<code id>|"), 4 entries kept
+-- Each redis.call costs Redis's single thread about a microsecond beyond the command itself
+-- (docs/performance.md), so one SET NX GET both checks and consumes, the lookup grant rides in
+-- the used state, LTRIM runs only once the list has outgrown its limit, and the live status is
+-- read only for a valid code.
 local result
-local previous = false
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local previous = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
+if not previous then
+  result = 'VALID'
+elseif previous == 'R' then
   result = 'CODE_REVOKED'
+  previous = false
 else
-  previous = redis.call('GET', KEYS[2])
-  if previous then
-    result = 'ALREADY_USED'
-  else
-    redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-    redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[3])
-    result = 'VALID'
-  end
+  result = 'ALREADY_USED'
 end
-redis.call('LPUSH', KEYS[3], ARGV[4] .. result)
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
+if redis.call('LPUSH', KEYS[2], ARGV[3] .. result) > tonumber(ARGV[4]) then
+  redis.call('LTRIM', KEYS[2], 0, ARGV[4] - 1)
+end
 local live = false
 if result == 'VALID' then
-  live = redis.call('HGET', KEYS[5], 'd')
+  live = redis.call('HGET', KEYS[3], 'd')
 end
 return {result, previous, live}

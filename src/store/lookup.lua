@@ -1,7 +1,8 @@
--- The claims verified with a lookup grant and the live status, only while the grant exists.
--- KEYS: 1 grant, 2 registry status hash
-local claims = redis.call('GET', KEYS[1])
-if not claims then
+-- A code's state (with the lookup grant of its verification) and the member's live status, read
+-- together so that both come from one moment.
+-- KEYS: 1 code state, 2 registry status hash
+local state = redis.call('GET', KEYS[1])
+if not state or state == 'R' then
   return {false, false}
 end
-return {claims, redis.call('HGET', KEYS[2], 'd')}
+return {state, redis.call('HGET', KEYS[2], 'd')}

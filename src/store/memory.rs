@@ -13,12 +13,20 @@ use crate::code::{CentreCode, CodeId, DepositClaims};
 #[derive(Default)]
 struct State {
     registry: HashMap<Subject, RegistryRecord>,
-    used: HashMap<(Subject, CodeId), (Timestamp, CentreCode, Timestamp)>,
+    used: HashMap<(Subject, CodeId), Used>,
     revoked: HashMap<(Subject, CodeId), Timestamp>,
     usage: HashMap<Subject, Vec<UsageEntry>>,
-    grants: HashMap<(Subject, String), (DepositClaims, Timestamp)>,
     digits: HashMap<String, (String, Timestamp)>,
     writes_since_sweep: u32,
+}
+
+/// A used mark and the lookup grant kept with it.
+struct Used {
+    at: Timestamp,
+    centre: CentreCode,
+    grant: String,
+    claims: DepositClaims,
+    until: Timestamp,
 }
 
 /// Expired marks are swept after this many writes: amortized O(1), and the maps hold at most
@@ -32,9 +40,8 @@ impl State {
             return;
         }
         self.writes_since_sweep = 0;
-        self.used.retain(|_, (_, _, until)| now < *until);
+        self.used.retain(|_, used| now < used.until);
         self.revoked.retain(|_, until| now < *until);
-        self.grants.retain(|_, (_, until)| now < *until);
         self.digits.retain(|_, (_, until)| now < *until);
     }
 }
@@ -102,20 +109,25 @@ impl RegistryStore for MemoryStore {
 impl CodeStore for MemoryStore {
     async fn consume(&self, code_use: &CodeUse) -> Result<UseOutcome, StoreError> {
         let now = self.clock.now();
-        let used_until = self.deadline(code_use.used_ttl_seconds);
-        let grant_until = self.deadline(code_use.grant_ttl_seconds);
+        let until = self.deadline(code_use.used_ttl_seconds);
         let key = (code_use.subject, code_use.code_id);
         let mut state = self.state();
         state.note_write(now);
         let revoked = state.revoked.get(&key).is_some_and(|until| now < *until);
-        let previous = state.used.get(&key).filter(|(_, _, until)| now < *until).map(|(at, centre, _)| (*at, *centre));
+        let previous = state.used.get(&key).filter(|used| now < used.until).map(|used| (used.at, used.centre));
         let (outcome, result) = if revoked {
             (UseOutcome::Revoked, USAGE_CODE_REVOKED)
         } else if let Some((at, centre)) = previous {
             (UseOutcome::AlreadyUsed { at, centre }, USAGE_ALREADY_USED)
         } else {
-            state.used.insert(key, (code_use.at, code_use.centre, used_until));
-            state.grants.insert((code_use.subject, code_use.grant.clone()), (code_use.claims, grant_until));
+            let used = Used {
+                at: code_use.at,
+                centre: code_use.centre,
+                grant: code_use.grant.clone(),
+                claims: code_use.claims,
+                until,
+            };
+            state.used.insert(key, used);
             (UseOutcome::Consumed { live: state.registry.get(&code_use.subject).cloned() }, USAGE_VALID)
         };
         let entry = UsageEntry {
@@ -146,11 +158,24 @@ impl CodeStore for MemoryStore {
         Ok(())
     }
 
-    async fn lookup_granted(&self, subject: Subject, grant: &str) -> Result<Option<Granted>, StoreError> {
+    async fn lookup_granted(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        grant: &str,
+    ) -> Result<Option<Granted>, StoreError> {
         let now = self.clock.now();
         let state = self.state();
-        let claims = state.grants.get(&(subject, grant.to_owned())).filter(|(_, until)| now < *until).map(|(c, _)| *c);
-        Ok(claims.map(|claims| Granted { claims, live: state.registry.get(&subject).cloned() }))
+        let key = (subject, code_id);
+        if state.revoked.get(&key).is_some_and(|until| now < *until) {
+            return Ok(None);
+        }
+        let used = state.used.get(&key).filter(|used| now < used.until && super::same_secret(&used.grant, grant));
+        Ok(used.map(|used| Granted {
+            verified_at: used.at,
+            claims: used.claims,
+            live: state.registry.get(&subject).cloned(),
+        }))
     }
 
     async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {

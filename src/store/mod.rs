@@ -78,19 +78,20 @@ pub struct CodeUse {
     pub purpose: Purpose,
     /// Now.
     pub at: Timestamp,
-    /// How long the "used" mark must outlive now (until the code has expired anyway).
+    /// How long the "used" mark must outlive now: until the code has expired anyway, and at
+    /// least as long as the lookup grant it holds.
     pub used_ttl_seconds: u64,
-    /// The lookup grant to store on success (see [`CodeStore::lookup_granted`]).
+    /// The lookup grant kept with the used mark (see [`CodeStore::lookup_granted`]).
     pub grant: String,
     /// The verified deposit claims, kept with the grant for a later loan evaluation.
     pub claims: DepositClaims,
-    /// How long the grant lasts.
-    pub grant_ttl_seconds: u64,
 }
 
-/// What a lookup grant gives access to.
+/// What a lookup grant gives access to. The service decides how long it lasts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Granted {
+    /// When the verification that made the grant happened.
+    pub verified_at: Timestamp,
     /// The deposit claims of the code verified.
     pub claims: DepositClaims,
     /// The member's live registry record, if published.
@@ -114,6 +115,13 @@ pub enum UseOutcome {
     },
     /// The member revoked the code.
     Revoked,
+}
+
+/// Compares a presented lookup grant with the stored one without stopping at the first
+/// difference, so response times say nothing about how much of a guess was right.
+fn same_secret(stored: &str, presented: &str) -> bool {
+    stored.len() == presented.len()
+        && stored.bytes().zip(presented.bytes()).fold(0u8, |differences, (a, b)| differences | (a ^ b)) == 0
 }
 
 /// Verdict names as the usage record stores them.
@@ -151,7 +159,7 @@ pub trait RegistryStore: Send + Sync + 'static {
 
 /// Per-code state. [`CodeStore::consume`] is the verification hot path: one atomic step (one
 /// Redis round trip) that checks revocation, consumes, appends the usage entry, stores the
-/// lookup grant and reads the live status.
+/// lookup grant with the used mark and reads the live status.
 pub trait CodeStore: Send + Sync + 'static {
     /// Consumes the code unless it is revoked or used; appends the outcome to the member's
     /// usage record either way.
@@ -164,7 +172,8 @@ pub trait CodeStore: Send + Sync + 'static {
     /// The member's usage record, newest first.
     fn usage(&self, subject: Subject) -> impl Future<Output = Result<Vec<UsageEntry>, StoreError>> + Send;
 
-    /// Marks a code revoked for `ttl_seconds` (longer than any code lives).
+    /// Marks a code revoked for `ttl_seconds` (longer than any code lives); a lookup grant of
+    /// its verification ends with it.
     fn revoke(
         &self,
         subject: Subject,
@@ -172,11 +181,12 @@ pub trait CodeStore: Send + Sync + 'static {
         ttl_seconds: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// `None` when no live grant `grant` exists for the subject; otherwise the claims verified
-    /// with it and the live status.
+    /// `None` unless the code was consumed with `grant` and is not revoked; otherwise when it
+    /// was verified, the claims verified and the live status.
     fn lookup_granted(
         &self,
         subject: Subject,
+        code_id: CodeId,
         grant: &str,
     ) -> impl Future<Output = Result<Option<Granted>, StoreError>> + Send;
 

@@ -96,6 +96,9 @@ impl RedisStore {
     }
 }
 
+/// The code state value of a revoked code (a used code's is `<unix>|<centre>`); `consume.lua` knows it too.
+const REVOKED_MARK: &str = "R";
+
 fn encode_record(record: &RegistryRecord) -> String {
     serde_json::to_string(record).expect("records serialize")
 }
@@ -123,11 +126,24 @@ fn decode_usage(line: &str) -> Result<UsageEntry, StoreError> {
     Ok(UsageEntry { at, centre, purpose, result, code_id: CodeId::from_bytes(code_id) })
 }
 
-fn decode_previous_use(value: Option<String>) -> Result<(Timestamp, CentreCode), StoreError> {
+/// The state of a used code: `<unix>|<centre>|<grant>|<claims JSON>`.
+struct UsedState<'a> {
+    at: Timestamp,
+    centre: CentreCode,
+    grant: &'a str,
+    claims: &'a str,
+}
+
+fn decode_used(value: &str) -> Result<UsedState<'_>, StoreError> {
     let corrupt = || StoreError::Corrupt("used mark".into());
-    let value = value.ok_or_else(corrupt)?;
-    let (at, centre) = value.split_once('|').ok_or_else(corrupt)?;
-    Ok((Timestamp::from_unix(at.parse().map_err(|_| corrupt())?), centre.parse().map_err(|_| corrupt())?))
+    let mut fields = value.splitn(4, '|');
+    let mut next = || fields.next().ok_or_else(corrupt);
+    Ok(UsedState {
+        at: Timestamp::from_unix(next()?.parse().map_err(|_| corrupt())?),
+        centre: next()?.parse().map_err(|_| corrupt())?,
+        grant: next()?,
+        claims: next()?,
+    })
 }
 
 impl RegistryStore for RedisStore {
@@ -166,26 +182,24 @@ impl CodeStore for RedisStore {
         let code = code_use.code_id.to_string();
         let subject = code_use.subject;
         let mut invocation = self.consume.prepare_invoke();
+        let claims = serde_json::to_string(&code_use.claims).expect("claims serialize");
         invocation
-            .key(self.subject_key(subject, &format!("revoked:{code}")))
-            .key(self.subject_key(subject, &format!("used:{code}")))
+            .key(self.subject_key(subject, &format!("code:{code}")))
             .key(self.subject_key(subject, "usage"))
-            .key(self.subject_key(subject, &format!("grant:{}", code_use.grant)))
             .key(self.subject_key(subject, "status"))
-            .arg(format!("{}|{}", code_use.at.unix(), code_use.centre))
+            .arg(format!("{}|{}|{}|{claims}", code_use.at.unix(), code_use.centre, code_use.grant))
             .arg(code_use.used_ttl_seconds.max(1))
-            .arg(code_use.grant_ttl_seconds.max(1))
             .arg(usage_prefix(code_use.at, code_use.centre, code_use.purpose, code_use.code_id))
-            .arg(USAGE_ENTRIES_KEPT)
-            .arg(serde_json::to_string(&code_use.claims).expect("claims serialize"));
+            .arg(USAGE_ENTRIES_KEPT);
         let mut connection = self.connection.clone();
         let (result, previous, live): (String, Option<String>, Option<String>) =
             invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
         match result.as_str() {
             USAGE_VALID => Ok(UseOutcome::Consumed { live: decode_record(live)? }),
             USAGE_ALREADY_USED => {
-                let (at, centre) = decode_previous_use(previous)?;
-                Ok(UseOutcome::AlreadyUsed { at, centre })
+                let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
+                let used = decode_used(&previous)?;
+                Ok(UseOutcome::AlreadyUsed { at: used.at, centre: used.centre })
             }
             USAGE_CODE_REVOKED => Ok(UseOutcome::Revoked),
             other => Err(StoreError::Corrupt(format!("consume script answered `{other}`"))),
@@ -209,19 +223,30 @@ impl CodeStore for RedisStore {
 
     async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
-        let key = self.subject_key(subject, &format!("revoked:{code_id}"));
-        connection.set_ex::<_, _, ()>(key, 1, ttl_seconds.max(1)).await.map_err(unavailable)
+        // Overwrites a used mark too: a revoked code answers CODE_REVOKED from then on.
+        let key = self.subject_key(subject, &format!("code:{code_id}"));
+        connection.set_ex::<_, _, ()>(key, REVOKED_MARK, ttl_seconds.max(1)).await.map_err(unavailable)
     }
 
-    async fn lookup_granted(&self, subject: Subject, grant: &str) -> Result<Option<Granted>, StoreError> {
+    async fn lookup_granted(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        grant: &str,
+    ) -> Result<Option<Granted>, StoreError> {
         let mut invocation = self.lookup.prepare_invoke();
-        invocation.key(self.subject_key(subject, &format!("grant:{grant}"))).key(self.subject_key(subject, "status"));
+        invocation.key(self.subject_key(subject, &format!("code:{code_id}"))).key(self.subject_key(subject, "status"));
         let mut connection = self.connection.clone();
-        let (claims, live): (Option<String>, Option<String>) =
+        let (state, live): (Option<String>, Option<String>) =
             invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
-        let Some(claims) = claims else { return Ok(None) };
-        let claims = serde_json::from_str(&claims).map_err(|e| StoreError::Corrupt(format!("granted claims: {e}")))?;
-        Ok(Some(Granted { claims, live: decode_record(live)? }))
+        let Some(state) = state else { return Ok(None) };
+        let used = decode_used(&state)?;
+        if !super::same_secret(used.grant, grant) {
+            return Ok(None);
+        }
+        let claims =
+            serde_json::from_str(used.claims).map_err(|e| StoreError::Corrupt(format!("granted claims: {e}")))?;
+        Ok(Some(Granted { verified_at: used.at, claims, live: decode_record(live)? }))
     }
 
     async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {

@@ -48,7 +48,7 @@ async fn issue_verify_then_already_used(backend: Backend) {
     assert_eq!(live.masked_name, "张*");
     assert_eq!(live.masked_id_number, "410***********0012");
     assert!(first.differences.is_empty());
-    assert_eq!(first.verification_id.len(), 64);
+    assert_eq!(first.verification_id.len(), 88);
 
     app.clock.advance(120);
     let second = app.verify_text(&code.text).await.unwrap();
@@ -173,7 +173,7 @@ async fn publish_ignores_older_versions_and_verify_reports_stale_claims(backend:
 async fn lookup_needs_a_fresh_verification(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut registry = app.registry().await;
-    let made_up = format!("{:08x}{}{}", 410800, "00".repeat(12), "11".repeat(16));
+    let made_up = format!("{:08x}{}{}{}", 410800, "00".repeat(12), "22".repeat(12), "11".repeat(16));
     for id in [String::new(), "not an id".into(), made_up] {
         let error = registry.lookup_status(pb::LookupStatusRequest { verification_id: id }).await.unwrap_err();
         assert_eq!(error.code(), Code::PermissionDenied);
@@ -186,12 +186,36 @@ async fn lookup_needs_a_fresh_verification(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(lookup.live.unwrap().status.unwrap().balance_fen, 2_000_000);
-    if backend == Backend::Memory {
-        app.clock.advance(601);
-        let expired =
-            registry.lookup_status(pb::LookupStatusRequest { verification_id: verified.verification_id }).await;
-        assert_eq!(expired.unwrap_err().code(), Code::PermissionDenied);
-    }
+    // Another grant's secret with this code's place does not open it.
+    let guessed = format!("{}{}", &verified.verification_id[..56], "11".repeat(16));
+    let error = registry.lookup_status(pb::LookupStatusRequest { verification_id: guessed }).await.unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied);
+
+    // Ten minutes, by the service's clock, on either backend.
+    let lookup_after = |seconds: i64| {
+        app.clock.advance(seconds);
+        let request = pb::LookupStatusRequest { verification_id: verified.verification_id.clone() };
+        let mut registry = registry.clone();
+        async move { registry.lookup_status(request).await.map(drop).map_err(|status| status.code()) }
+    };
+    assert_eq!(lookup_after(599).await, Ok(()));
+    assert_eq!(lookup_after(1).await, Err(Code::PermissionDenied));
+
+    // The member revoking a verified code withdraws the lookup too.
+    let code = app.issue(ZHANG_WEI).await;
+    let verified = app.verify_text(&code.text).await.unwrap();
+    app.issuer()
+        .await
+        .revoke_code(pb::RevokeCodeRequest {
+            issuer_centre: "410800".into(),
+            id_number: ZHANG_WEI.into(),
+            code_id: code.code_id.clone(),
+        })
+        .await
+        .unwrap();
+    let request = pb::LookupStatusRequest { verification_id: verified.verification_id };
+    assert_eq!(registry.lookup_status(request).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::CodeRevoked);
 }
 
 async fn usage_record_lists_each_verification(backend: Backend) {
