@@ -1,0 +1,136 @@
+//! Anchor servers for `bench`: the same RPCs as liangma with the least work a real one could do.
+//!
+//! Usage: bench_anchor echo
+//!        bench_anchor verify-get REDIS_URL CODE_TEXT PUBLIC_KEY_HEX
+//!        bench_anchor sign SIGNING_KEY_PEM
+//!
+//! Listens on 127.0.0.1 (a free port), prints `listening ADDRESS`, serves on a default tokio
+//! runtime (one worker per CPU, as `liangma serve`) until its standard input closes, then prints
+//! `served OK FAILED`: how many answers were correct and how many were errors, so the harness can
+//! check every request of a load generator that does not read gRPC trailers (h2load).
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use ed25519_dalek::{Signature, VerifyingKey};
+use liangma::pb::v1 as pb;
+use tonic::{Request, Response, Status};
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counts {
+    fn count<T>(&self, answer: Result<T, Status>) -> Result<T, Status> {
+        let counter = if answer.is_ok() { &self.ok } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+}
+
+/// `verify_strict` of one fixed code (the anchor does not decode) and one Redis GET.
+struct VerifyWork {
+    key: VerifyingKey,
+    signed_message: Vec<u8>,
+    signature: Signature,
+    redis: redis::aio::ConnectionManager,
+}
+
+#[derive(Clone)]
+struct Anchor {
+    counts: Arc<Counts>,
+    verify: Option<Arc<VerifyWork>>,
+    signing_key: Option<Arc<liangma::trust::CentreKey>>,
+}
+
+impl Anchor {
+    async fn verify_once(&self) -> Result<pb::VerifyCodeResponse, Status> {
+        if let Some(work) = &self.verify {
+            work.key.verify_strict(&work.signed_message, &work.signature).map_err(|_| Status::internal("signature"))?;
+            let mut connection = work.redis.clone();
+            let _: Option<String> = redis::AsyncCommands::get(&mut connection, "anchor")
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        Ok(pb::VerifyCodeResponse { verdict: pb::Verdict::Valid.into(), ..Default::default() })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::verifier_service_server::VerifierService for Anchor {
+    async fn verify_code(&self, _: Request<pb::VerifyCodeRequest>) -> Result<Response<pb::VerifyCodeResponse>, Status> {
+        self.counts.count(self.verify_once().await).map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::issuer_service_server::IssuerService for Anchor {
+    async fn issue_code(&self, _: Request<pb::IssueCodeRequest>) -> Result<Response<pb::IssueCodeResponse>, Status> {
+        let answer = match &self.signing_key {
+            // A message of a realistic code's size: domain (16 bytes) and 80 bytes of claims.
+            Some(key) => {
+                Ok(pb::IssueCodeResponse { text: hex::encode(key.sign(&[7u8; 96]).to_bytes()), ..Default::default() })
+            }
+            None => Err(Status::unimplemented("this anchor does not sign")),
+        };
+        self.counts.count(answer).map(Response::new)
+    }
+
+    async fn revoke_code(&self, _: Request<pb::RevokeCodeRequest>) -> Result<Response<pb::RevokeCodeResponse>, Status> {
+        Err(Status::unimplemented("anchor"))
+    }
+}
+
+async fn build(mode: &str, args: &[String]) -> anyhow::Result<Anchor> {
+    let mut anchor = Anchor { counts: Arc::default(), verify: None, signing_key: None };
+    match (mode, args) {
+        ("echo", []) => {}
+        ("verify-get", [redis_url, code, public_key]) => {
+            let decoded = liangma::code::decode(code)?;
+            let mut key_bytes = [0u8; 32];
+            hex::decode_to_slice(public_key, &mut key_bytes).context("public key hex")?;
+            let redis = redis::Client::open(redis_url.as_str())?.get_connection_manager().await?;
+            anchor.verify = Some(Arc::new(VerifyWork {
+                key: VerifyingKey::from_bytes(&key_bytes)?,
+                signed_message: decoded.with_signed_message(<[u8]>::to_vec),
+                signature: decoded.signature,
+                redis,
+            }));
+        }
+        ("sign", [pem]) => {
+            anchor.signing_key = Some(Arc::new(liangma::trust::CentreKey::read_pem_file(pem.as_ref())?));
+        }
+        _ => anyhow::bail!("usage: bench_anchor echo | verify-get REDIS_URL CODE PUBLIC_KEY_HEX | sign KEY_PEM"),
+    }
+    Ok(anchor)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, rest) = args.split_first().context("mode required")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let anchor = build(mode, rest).await?;
+        let counts = Arc::clone(&anchor.counts);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening {}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        let stdin_closed = async {
+            let _ = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().count()).await;
+        };
+        tonic::transport::Server::builder()
+            .add_service(pb::verifier_service_server::VerifierServiceServer::new(anchor.clone()))
+            .add_service(pb::issuer_service_server::IssuerServiceServer::new(anchor))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stdin_closed,
+            )
+            .await?;
+        println!("served {} {}", counts.ok.load(Ordering::Relaxed), counts.failed.load(Ordering::Relaxed));
+        Ok(())
+    })
+}
