@@ -110,7 +110,8 @@ pub async fn build<S: RegistryStore + CodeStore>(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Liangma<S>> {
     let (trust, issuers, trust_path) = identity(config, clock.now())?;
-    let service = Liangma::new(store, clock, trust, issuers, service_settings(config, trust_path)?);
+    let service = Liangma::new(store, clock, trust, issuers, service_settings(config, trust_path)?)
+        .context("starting the QR renderer threads")?;
     if config.sample_members.unwrap_or(config.is_dev_setup()) {
         publish_samples(&service).await?;
     }

@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::Semaphore;
-
 use crate::clock::{Clock, Timestamp};
 use crate::code::digits::Digits;
 use crate::code::envelope::MAX_VALID_FOR;
 use crate::code::{CentreCode, Claims, CodeId, DepositClaims, Purpose, SubjectRef, qr};
 use crate::issue::{IdNumber, IssueError, IssueRequest, Issuer};
 use crate::loan::{Evaluation, House, LoanApplication, LoanPolicy, Party, Source, evaluate};
+use crate::render::Renderer;
 use crate::store::{
     CodeStore, CodeUse, Granted, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, UsageEntry,
     UseOutcome,
@@ -38,7 +37,7 @@ pub struct ServiceSettings {
     pub code_lifetime_seconds: u32,
     /// Most records in one publish call.
     pub max_publish_batch: usize,
-    /// QR images rendered at once (each takes about 1.5 ms of CPU on a blocking thread).
+    /// QR renderer threads (each image takes about 0.1 ms of CPU), below the workers' priority.
     pub qr_render_concurrency: usize,
     /// Trust list file re-read by [`Liangma::reload_trust_list`].
     pub trust_list_path: Option<PathBuf>,
@@ -230,7 +229,7 @@ pub struct Liangma<S> {
     trust: RwLock<Arc<TrustList>>,
     issuers: BTreeMap<CentreCode, Issuer>,
     settings: ServiceSettings,
-    qr_permits: Arc<Semaphore>,
+    renderer: Renderer,
 }
 
 impl<S> std::fmt::Debug for Liangma<S> {
@@ -295,23 +294,24 @@ fn parse_verification_id(id: &str) -> Option<VerificationRef> {
 }
 
 impl<S: RegistryStore + CodeStore> Liangma<S> {
-    /// The service over `store`, issuing for `issuers` and verifying against `trust`.
+    /// The service over `store`, issuing for `issuers` and verifying against `trust`; fails
+    /// only if the QR renderer threads cannot be started.
     pub fn new(
         store: S,
         clock: Arc<dyn Clock>,
         trust: TrustList,
         issuers: Vec<Issuer>,
         settings: ServiceSettings,
-    ) -> Self {
-        let qr_permits = Arc::new(Semaphore::new(settings.qr_render_concurrency.max(1)));
-        Self {
+    ) -> std::io::Result<Self> {
+        let renderer = Renderer::start(settings.qr_render_concurrency)?;
+        Ok(Self {
             store,
             clock,
             trust: RwLock::new(Arc::new(trust)),
             issuers: issuers.into_iter().map(|issuer| (issuer.centre(), issuer)).collect(),
             settings,
-            qr_permits,
-        }
+            renderer,
+        })
     }
 
     fn trust(&self) -> Arc<TrustList> {
@@ -454,23 +454,17 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         Err(ServiceError::Internal("could not find free digits".into()))
     }
 
-    /// Renders on the blocking pool, at most `qr_render_concurrency` at once, so that QR
-    /// work never stalls the async workers serving verifications.
+    /// Renders on the renderer threads (`qr_render_concurrency` of them, below the async
+    /// workers' priority), so that QR work never stalls the verifications.
     async fn render_qr(&self, text: String, format: QrFormat) -> Result<QrImage, ServiceError> {
-        let permit = Arc::clone(&self.qr_permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| ServiceError::Internal("QR renderer closed".into()))?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        let rendered = self.renderer.run(move || {
             let symbol = qr::encode(&text).map_err(|e| ServiceError::Internal(e.to_string()))?;
             Ok(match format {
                 QrFormat::Png => QrImage::Png(qr::to_png(&symbol)),
                 QrFormat::Svg => QrImage::Svg(qr::to_svg(&symbol)),
             })
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("QR rendering failed: {e}")))?
+        });
+        rendered.await.map_err(|e| ServiceError::Internal(e.to_string()))?
     }
 
     /// Revokes one of the member's codes.
