@@ -400,12 +400,25 @@ async fn shutdown_reports_not_serving_and_drains_in_flight_calls() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     app.trigger_shutdown();
+    let mut drained = 0;
     for call in in_flight {
-        let response = call.await.unwrap().expect("in-flight calls finish during the drain");
-        assert!(response.into_inner().qr_png.starts_with(b"\x89PNG"));
+        match call.await.unwrap() {
+            Ok(response) => {
+                assert!(response.into_inner().qr_png.starts_with(b"\x89PNG"));
+                drained += 1;
+            }
+            // On a busy machine a call may not have reached the server before shutdown began:
+            // the server's GOAWAY (NO_ERROR) refuses it unprocessed, which a client may retry.
+            // Anything else would be a call cut off during the drain.
+            Err(status) => {
+                let cause = format!("{status:?}");
+                assert!(cause.contains("GoAway") && cause.contains("NO_ERROR"), "in-flight call failed: {cause}");
+            }
+        }
     }
+    assert!(drained > 0, "calls in flight when shutdown began finished during the drain");
     tokio::time::timeout(Duration::from_secs(10), app.server.take().unwrap()).await.unwrap().unwrap().unwrap();
     assert!(tokio::net::TcpStream::connect(app.address).await.is_err(), "no longer accepting");
 }
