@@ -1,7 +1,7 @@
 -- Verification hot path, atomic: revocation check, single use, usage record, lookup grant,
 -- live status. All keys carry the member's hash tag, so they share one Cluster slot.
 -- KEYS: 1 code state ("R" once revoked; once used "<unix>|<centre>|<grant>|<claims JSON>"),
---       2 usage list, 3 registry status
+--       2 usage list, 3 registry record
 -- ARGV: 1 used state, 2 its TTL (s), 3 usage entry without its result
 --       ("<unix>|<centre>|<purpose>|<code id>|"), 4 entries kept
 -- Each redis.call costs Redis's single thread about a microsecond beyond the command itself
@@ -23,6 +23,6 @@ if redis.call('LPUSH', KEYS[2], ARGV[3] .. result) > tonumber(ARGV[4]) then
 end
 local live = false
 if result == 'VALID' then
-  live = redis.call('HGET', KEYS[3], 'd')
+  live = redis.call('GET', KEYS[3])
 end
 return {result, previous, live}

@@ -11,7 +11,7 @@ use super::{
     USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry, UseOutcome,
 };
 use crate::clock::Timestamp;
-use crate::code::{CentreCode, CodeId, Purpose};
+use crate::code::{CentreCode, CodeId, DepositClaims, Fen, Purpose};
 
 /// Connection settings of the Redis store.
 #[derive(Debug, Clone)]
@@ -99,13 +99,51 @@ impl RedisStore {
 /// The code state value of a revoked code (a used code's is `<unix>|<centre>`); `consume.lua` knows it too.
 const REVOKED_MARK: &str = "R";
 
+/// A registry record as Redis keeps it, one string per member (a third of the memory of a JSON
+/// hash): `<version>|<account status>|<balance fen>|<monthly deposit fen>|<continuous months>|
+/// <loan state>|<loans used>|<published unix>|<masked ID number>|<masked name>`. The version leads
+/// so that `publish.lua` can compare it; the name is last, so it may contain anything.
 fn encode_record(record: &RegistryRecord) -> String {
-    serde_json::to_string(record).expect("records serialize")
+    let status = &record.status;
+    format!(
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        status.registry_version,
+        status.account_status,
+        status.balance.0,
+        status.monthly_deposit.0,
+        status.continuous_months,
+        status.loan_state,
+        status.loans_used,
+        record.published_at.unix(),
+        record.masked_id_number,
+        record.masked_name,
+    )
 }
 
-fn decode_record(json: Option<String>) -> Result<Option<RegistryRecord>, StoreError> {
-    json.map(|json| serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("registry record: {e}"))))
-        .transpose()
+fn decode_record(stored: Option<String>) -> Result<Option<RegistryRecord>, StoreError> {
+    let Some(stored) = stored else { return Ok(None) };
+    let corrupt = || StoreError::Corrupt("registry record".into());
+    let mut fields = stored.splitn(10, '|');
+    let mut next = || fields.next().ok_or_else(corrupt);
+    fn parsed<T: std::str::FromStr>(field: &str, corrupt: impl Fn() -> StoreError) -> Result<T, StoreError> {
+        field.parse().map_err(|_| corrupt())
+    }
+    let registry_version = parsed(next()?, corrupt)?;
+    let status = DepositClaims {
+        account_status: parsed(next()?, corrupt)?,
+        balance: Fen(parsed(next()?, corrupt)?),
+        monthly_deposit: Fen(parsed(next()?, corrupt)?),
+        continuous_months: parsed(next()?, corrupt)?,
+        loan_state: parsed(next()?, corrupt)?,
+        loans_used: parsed(next()?, corrupt)?,
+        registry_version,
+    };
+    Ok(Some(RegistryRecord {
+        status,
+        published_at: Timestamp::from_unix(parsed(next()?, corrupt)?),
+        masked_id_number: next()?.to_owned(),
+        masked_name: next()?.to_owned(),
+    }))
 }
 
 /// `<unix>|<centre>|<purpose>|<code id>|` — the result is appended by the script.
@@ -158,7 +196,7 @@ impl RegistryStore for RedisStore {
         for (subject, record) in records {
             let mut invocation = self.publish.prepare_invoke();
             invocation
-                .key(self.subject_key(*subject, "status"))
+                .key(self.subject_key(*subject, "record"))
                 .arg(record.status.registry_version)
                 .arg(encode_record(record));
             pipe.invoke_script(&invocation);
@@ -171,9 +209,8 @@ impl RegistryStore for RedisStore {
 
     async fn get(&self, subject: Subject) -> Result<Option<RegistryRecord>, StoreError> {
         let mut connection = self.connection.clone();
-        let json: Option<String> =
-            connection.hget(self.subject_key(subject, "status"), "d").await.map_err(unavailable)?;
-        decode_record(json)
+        let stored: Option<String> = connection.get(self.subject_key(subject, "record")).await.map_err(unavailable)?;
+        decode_record(stored)
     }
 }
 
@@ -186,7 +223,7 @@ impl CodeStore for RedisStore {
         invocation
             .key(self.subject_key(subject, &format!("code:{code}")))
             .key(self.subject_key(subject, "usage"))
-            .key(self.subject_key(subject, "status"))
+            .key(self.subject_key(subject, "record"))
             .arg(format!("{}|{}|{}|{claims}", code_use.at.unix(), code_use.centre, code_use.grant))
             .arg(code_use.used_ttl_seconds.max(1))
             .arg(usage_prefix(code_use.at, code_use.centre, code_use.purpose, code_use.code_id))
@@ -235,7 +272,7 @@ impl CodeStore for RedisStore {
         grant: &str,
     ) -> Result<Option<Granted>, StoreError> {
         let mut invocation = self.lookup.prepare_invoke();
-        invocation.key(self.subject_key(subject, &format!("code:{code_id}"))).key(self.subject_key(subject, "status"));
+        invocation.key(self.subject_key(subject, &format!("code:{code_id}"))).key(self.subject_key(subject, "record"));
         let mut connection = self.connection.clone();
         let (state, live): (Option<String>, Option<String>) =
             invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
@@ -266,5 +303,40 @@ impl CodeStore for RedisStore {
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {
         let mut connection = self.connection.clone();
         connection.get(self.digits_key(digits)).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::{AccountStatus, LoanState};
+
+    #[test]
+    fn registry_records_round_trip_through_their_stored_form() {
+        let record = RegistryRecord {
+            status: DepositClaims {
+                account_status: AccountStatus::Sealed,
+                balance: Fen(4_600_000),
+                monthly_deposit: Fen(150_000),
+                continuous_months: 120,
+                loan_state: LoanState::Outstanding,
+                loans_used: 1,
+                registry_version: (1 << 53) - 1,
+            },
+            // A name is the member's data: it may hold the separator.
+            masked_name: "李|*".into(),
+            masked_id_number: "410***********0032".into(),
+            published_at: Timestamp::from_unix(1_790_000_000),
+        };
+        let stored = encode_record(&record);
+        assert_eq!(
+            stored,
+            "9007199254740991|sealed|4600000|150000|120|outstanding|1|1790000000|410***********0032|李|*"
+        );
+        assert_eq!(decode_record(Some(stored)).unwrap(), Some(record));
+        assert_eq!(decode_record(None).unwrap(), None);
+        for corrupt in ["", "1|normal|x|0|0|none|0|0|id|name", "1|normal|1|0|0|none|0|0", "{\"status\":{}}"] {
+            assert!(matches!(decode_record(Some(corrupt.into())), Err(StoreError::Corrupt(_))), "{corrupt}");
+        }
     }
 }
