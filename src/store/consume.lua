@@ -1,6 +1,6 @@
 -- Verification hot path, atomic: revocation check, single use, usage record, lookup grant,
 -- live status. All keys carry the member's hash tag, so they share one Cluster slot.
--- KEYS: 1 code state ("R" once revoked; once used "<unix>|<centre>|<grant>|<claims JSON>"),
+-- KEYS: 1 code state ("R" once revoked; once used "<unix>|<centre>|<grant>|<claims>"),
 --       2 usage list, 3 registry record
 -- ARGV: 1 used state, 2 its TTL (s), 3 usage entry without its result
 --       ("<unix>|<centre>|<purpose>|<code id>|"), 4 entries kept

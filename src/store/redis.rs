@@ -99,14 +99,12 @@ impl RedisStore {
 /// The code state value of a revoked code (a used code's is `<unix>|<centre>`); `consume.lua` knows it too.
 const REVOKED_MARK: &str = "R";
 
-/// A registry record as Redis keeps it, one string per member (a third of the memory of a JSON
-/// hash): `<version>|<account status>|<balance fen>|<monthly deposit fen>|<continuous months>|
-/// <loan state>|<loans used>|<published unix>|<masked ID number>|<masked name>`. The version leads
-/// so that `publish.lua` can compare it; the name is last, so it may contain anything.
-fn encode_record(record: &RegistryRecord) -> String {
-    let status = &record.status;
+/// Deposit claims as Redis keeps them, in a registry record and with a lookup grant:
+/// `<version>|<account status>|<balance fen>|<monthly deposit fen>|<continuous months>|
+/// <loan state>|<loans used>`. The version leads so that `publish.lua` can compare it.
+fn encode_status(status: &DepositClaims) -> String {
     format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}",
         status.registry_version,
         status.account_status,
         status.balance.0,
@@ -114,35 +112,63 @@ fn encode_record(record: &RegistryRecord) -> String {
         status.continuous_months,
         status.loan_state,
         status.loans_used,
+    )
+}
+
+/// Fields of a stored string, each parsed on demand; any missing or unreadable one is corrupt data.
+struct Fields<'a> {
+    fields: std::str::SplitN<'a, char>,
+    what: &'static str,
+}
+
+impl<'a> Fields<'a> {
+    fn new(stored: &'a str, count: usize, what: &'static str) -> Self {
+        Self { fields: stored.splitn(count, '|'), what }
+    }
+
+    fn text(&mut self) -> Result<&'a str, StoreError> {
+        self.fields.next().ok_or_else(|| StoreError::Corrupt(self.what.into()))
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self) -> Result<T, StoreError> {
+        self.text()?.parse().map_err(|_| StoreError::Corrupt(self.what.into()))
+    }
+
+    fn status(&mut self) -> Result<DepositClaims, StoreError> {
+        let registry_version = self.parsed()?;
+        Ok(DepositClaims {
+            account_status: self.parsed()?,
+            balance: Fen(self.parsed()?),
+            monthly_deposit: Fen(self.parsed()?),
+            continuous_months: self.parsed()?,
+            loan_state: self.parsed()?,
+            loans_used: self.parsed()?,
+            registry_version,
+        })
+    }
+}
+
+/// A registry record as Redis keeps it, one string per member (a third of the memory of a JSON
+/// hash): the status as [`encode_status`] writes it, then `|<published unix>|<masked ID
+/// number>|<masked name>`; the name is last, so it may contain anything.
+fn encode_record(record: &RegistryRecord) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        encode_status(&record.status),
         record.published_at.unix(),
         record.masked_id_number,
-        record.masked_name,
+        record.masked_name
     )
 }
 
 fn decode_record(stored: Option<String>) -> Result<Option<RegistryRecord>, StoreError> {
     let Some(stored) = stored else { return Ok(None) };
-    let corrupt = || StoreError::Corrupt("registry record".into());
-    let mut fields = stored.splitn(10, '|');
-    let mut next = || fields.next().ok_or_else(corrupt);
-    fn parsed<T: std::str::FromStr>(field: &str, corrupt: impl Fn() -> StoreError) -> Result<T, StoreError> {
-        field.parse().map_err(|_| corrupt())
-    }
-    let registry_version = parsed(next()?, corrupt)?;
-    let status = DepositClaims {
-        account_status: parsed(next()?, corrupt)?,
-        balance: Fen(parsed(next()?, corrupt)?),
-        monthly_deposit: Fen(parsed(next()?, corrupt)?),
-        continuous_months: parsed(next()?, corrupt)?,
-        loan_state: parsed(next()?, corrupt)?,
-        loans_used: parsed(next()?, corrupt)?,
-        registry_version,
-    };
+    let mut fields = Fields::new(&stored, 10, "registry record");
     Ok(Some(RegistryRecord {
-        status,
-        published_at: Timestamp::from_unix(parsed(next()?, corrupt)?),
-        masked_id_number: next()?.to_owned(),
-        masked_name: next()?.to_owned(),
+        status: fields.status()?,
+        published_at: Timestamp::from_unix(fields.parsed()?),
+        masked_id_number: fields.text()?.to_owned(),
+        masked_name: fields.text()?.to_owned(),
     }))
 }
 
@@ -152,35 +178,32 @@ fn usage_prefix(at: Timestamp, centre: CentreCode, purpose: Purpose, code_id: Co
 }
 
 fn decode_usage(line: &str) -> Result<UsageEntry, StoreError> {
-    let corrupt = || StoreError::Corrupt("usage entry".into());
-    let mut fields = line.split('|');
-    let mut next = || fields.next().ok_or_else(corrupt);
-    let at = Timestamp::from_unix(next()?.parse().map_err(|_| corrupt())?);
-    let centre = next()?.parse().map_err(|_| corrupt())?;
-    let purpose = next()?.parse().map_err(|_| corrupt())?;
+    let mut fields = Fields::new(line, 5, "usage entry");
+    let at = Timestamp::from_unix(fields.parsed()?);
+    let centre = fields.parsed()?;
+    let purpose = fields.parsed()?;
     let mut code_id = [0u8; 12];
-    hex::decode_to_slice(next()?, &mut code_id).map_err(|_| corrupt())?;
-    let result = next()?.to_owned();
+    hex::decode_to_slice(fields.text()?, &mut code_id).map_err(|_| StoreError::Corrupt("usage entry".into()))?;
+    let result = fields.text()?.to_owned();
     Ok(UsageEntry { at, centre, purpose, result, code_id: CodeId::from_bytes(code_id) })
 }
 
-/// The state of a used code: `<unix>|<centre>|<grant>|<claims JSON>`.
+/// The state of a used code: `<unix>|<centre>|<grant>|<claims>`, the claims as
+/// [`encode_status`] writes them.
 struct UsedState<'a> {
     at: Timestamp,
     centre: CentreCode,
     grant: &'a str,
-    claims: &'a str,
+    claims: DepositClaims,
 }
 
 fn decode_used(value: &str) -> Result<UsedState<'_>, StoreError> {
-    let corrupt = || StoreError::Corrupt("used mark".into());
-    let mut fields = value.splitn(4, '|');
-    let mut next = || fields.next().ok_or_else(corrupt);
+    let mut fields = Fields::new(value, 10, "used mark");
     Ok(UsedState {
-        at: Timestamp::from_unix(next()?.parse().map_err(|_| corrupt())?),
-        centre: next()?.parse().map_err(|_| corrupt())?,
-        grant: next()?,
-        claims: next()?,
+        at: Timestamp::from_unix(fields.parsed()?),
+        centre: fields.parsed()?,
+        grant: fields.text()?,
+        claims: fields.status()?,
     })
 }
 
@@ -219,7 +242,7 @@ impl CodeStore for RedisStore {
         let code = code_use.code_id.to_string();
         let subject = code_use.subject;
         let mut invocation = self.consume.prepare_invoke();
-        let claims = serde_json::to_string(&code_use.claims).expect("claims serialize");
+        let claims = encode_status(&code_use.claims);
         invocation
             .key(self.subject_key(subject, &format!("code:{code}")))
             .key(self.subject_key(subject, "usage"))
@@ -281,9 +304,7 @@ impl CodeStore for RedisStore {
         if !super::same_secret(used.grant, grant) {
             return Ok(None);
         }
-        let claims =
-            serde_json::from_str(used.claims).map_err(|e| StoreError::Corrupt(format!("granted claims: {e}")))?;
-        Ok(Some(Granted { verified_at: used.at, claims, live: decode_record(live)? }))
+        Ok(Some(Granted { verified_at: used.at, claims: used.claims, live: decode_record(live)? }))
     }
 
     async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
