@@ -147,18 +147,56 @@ pub fn encode_text(claims_bytes: &[u8], signature: &Signature) -> String {
     text
 }
 
+/// The RFC 9285 alphabet: a character's value is its index.
+const BASE45_ALPHABET: &[u8; 45] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
+
+/// Each byte's base45 value; `NOT_BASE45` outside the alphabet.
+const BASE45_VALUES: [u8; 256] = {
+    let mut values = [NOT_BASE45; 256];
+    let mut index = 0;
+    while index < BASE45_ALPHABET.len() {
+        values[BASE45_ALPHABET[index] as usize] = index as u8;
+        index += 1;
+    }
+    values
+};
+const NOT_BASE45: u8 = u8::MAX;
+
+/// Steps 1.3 and 1.4 in one pass. The base45 crate's decoder truncates a final 2-character group
+/// above 255 to a byte (several texts would decode alike) and so needed a re-encode to compare;
+/// this one rejects such a group, which makes every text it accepts the only encoding of its bytes.
+fn decode_base45(payload: &str) -> Result<Vec<u8>, DecodeError> {
+    let characters = payload.as_bytes();
+    if characters.len() % 3 == 1 {
+        return Err(DecodeError::Base45);
+    }
+    let mut bytes = Vec::with_capacity(characters.len() / 3 * 2 + 1);
+    for group in characters.chunks(3) {
+        let mut value = 0u32;
+        for &character in group.iter().rev() {
+            let digit = BASE45_VALUES[usize::from(character)];
+            if digit == NOT_BASE45 {
+                return Err(DecodeError::Base45);
+            }
+            value = value * 45 + u32::from(digit);
+        }
+        match (group.len(), u16::try_from(value), u8::try_from(value)) {
+            (3, Ok(pair), _) => bytes.extend_from_slice(&pair.to_be_bytes()),
+            (3, Err(_), _) => return Err(DecodeError::Base45),
+            (_, _, Ok(byte)) => bytes.push(byte),
+            (_, _, Err(_)) => return Err(DecodeError::NonCanonicalBase45),
+        }
+    }
+    Ok(bytes)
+}
+
 /// Decodes a code text strictly, in the order of docs/code-format.md §"Decoding".
 pub fn decode(text: &str) -> Result<DecodedCode, DecodeError> {
     if text.len() > MAX_TEXT_LEN {
         return Err(DecodeError::TooLong { len: text.len() });
     }
     let payload = strip_prefix(text)?;
-    let envelope = base45::decode(payload).map_err(|_| DecodeError::Base45)?;
-    // The base45 crate truncates a final 2-character group above 255 to a byte, so several
-    // texts decode alike: only text that re-encodes to itself names exactly one envelope.
-    if base45::encode(&envelope) != payload {
-        return Err(DecodeError::NonCanonicalBase45);
-    }
+    let envelope = decode_base45(payload)?;
     if envelope.len() <= SIGNATURE_LEN {
         return Err(DecodeError::EnvelopeTooShort { len: envelope.len() });
     }
@@ -241,4 +279,46 @@ fn validate(wire: &CodeClaims) -> Result<Claims, DecodeError> {
             registry_version: wire.registry_version,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What steps 1.3 and 1.4 accept, built from the base45 crate: decode, then re-encode.
+    fn crate_strict(payload: &str) -> Option<Vec<u8>> {
+        base45::decode(payload).ok().filter(|bytes| base45::encode(bytes) == payload)
+    }
+
+    proptest! {
+        #[test]
+        fn base45_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(decode_base45(&base45::encode(&bytes)).unwrap(), bytes);
+        }
+
+        #[test]
+        fn base45_accepts_exactly_the_canonical_texts(
+            indexes in proptest::collection::vec(0usize..48, 0..30),
+        ) {
+            // Mostly alphabet characters, some outside it ('a', '#', 'é').
+            let payload: String = indexes
+                .iter()
+                .map(|&index| BASE45_ALPHABET.get(index).map_or_else(|| ['a', '#', 'é'][index - 45], |&c| char::from(c)))
+                .collect();
+            prop_assert_eq!(decode_base45(&payload).ok(), crate_strict(&payload));
+        }
+    }
+
+    #[test]
+    fn base45_errors_follow_the_decoding_steps() {
+        // A final pair above 255 (":V" = 44 + 31 × 45 = 1439) is step 1.4; a triple above 65535
+        // (":::" = 91124), a length of 3n+1 and a character outside the alphabet are step 1.3.
+        assert!(matches!(decode_base45("000:V"), Err(DecodeError::NonCanonicalBase45)));
+        assert!(matches!(decode_base45(":::"), Err(DecodeError::Base45)));
+        assert!(matches!(decode_base45("0000"), Err(DecodeError::Base45)));
+        assert!(matches!(decode_base45("0a"), Err(DecodeError::Base45)));
+        assert_eq!(decode_base45("BB8").unwrap(), b"AB");
+    }
 }
