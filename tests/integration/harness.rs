@@ -130,6 +130,16 @@ impl App {
             .into_inner()
     }
 
+    /// The member revokes one of their Jiaozuo codes.
+    pub async fn revoke(&self, id_number: &str, code_id: &str) {
+        let request = pb::RevokeCodeRequest {
+            issuer_centre: "410800".into(),
+            id_number: id_number.into(),
+            code_id: code_id.into(),
+        };
+        self.issuer().await.revoke_code(request).await.unwrap();
+    }
+
     /// The usage record of a Jiaozuo member.
     pub async fn usage_of(&self, id_number: &str) -> pb::ListUsageResponse {
         let request = pb::ListUsageRequest { issuer_centre: "410800".into(), id_number: id_number.into() };

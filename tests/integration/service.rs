@@ -204,15 +204,7 @@ async fn lookup_needs_a_fresh_verification(backend: Backend) {
     // The member revoking a verified code withdraws the lookup too.
     let code = app.issue(ZHANG_WEI).await;
     let verified = app.verify_text(&code.text).await.unwrap();
-    app.issuer()
-        .await
-        .revoke_code(pb::RevokeCodeRequest {
-            issuer_centre: "410800".into(),
-            id_number: ZHANG_WEI.into(),
-            code_id: code.code_id.clone(),
-        })
-        .await
-        .unwrap();
+    app.revoke(ZHANG_WEI, &code.code_id).await;
     let request = pb::LookupStatusRequest { verification_id: verified.verification_id };
     assert_eq!(registry.lookup_status(request).await.unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::CodeRevoked);
@@ -251,15 +243,7 @@ async fn usage_record_lists_each_verification(backend: Backend) {
 async fn revoked_code_and_revoked_key_are_rejected(backend: Backend) {
     let app = spawn_app(backend).await;
     let lost = app.issue(ZHANG_WEI).await;
-    app.issuer()
-        .await
-        .revoke_code(pb::RevokeCodeRequest {
-            issuer_centre: "410800".into(),
-            id_number: ZHANG_WEI.into(),
-            code_id: lost.code_id.clone(),
-        })
-        .await
-        .unwrap();
+    app.revoke(ZHANG_WEI, &lost.code_id).await;
     assert_eq!(verdict(&app.verify_text(&lost.text).await.unwrap()), pb::Verdict::CodeRevoked);
 
     let code = app.issue(ZHANG_WEI).await;
