@@ -261,7 +261,8 @@ fn differences(claimed: &DepositClaims, live: &DepositClaims) -> Vec<&'static st
 }
 
 /// What a verification id names: the code verified and the grant its verification stored.
-#[derive(Debug, PartialEq, Eq)]
+/// (No `Debug` outside tests: the grant is a secret.)
+#[cfg_attr(test, derive(Debug, PartialEq, Eq))]
 struct VerificationRef {
     subject: Subject,
     code_id: CodeId,

@@ -96,7 +96,7 @@ impl RedisStore {
     }
 }
 
-/// The code state value of a revoked code (a used code's is `<unix>|<centre>`); `consume.lua` knows it too.
+/// The code state of a revoked code (a used code's is [`UsedState`]); `consume.lua` knows it too.
 const REVOKED_MARK: &str = "R";
 
 /// Deposit claims as Redis keeps them, in a registry record and with a lookup grant:
