@@ -28,6 +28,18 @@ impl IdNumber {
     pub fn masked(&self) -> String {
         format!("{}***********{}", &self.0[..3], &self.0[14..])
     }
+
+    /// The check character that completes 17 digits (GB 11643, ISO 7064 MOD 11-2); `None` if
+    /// they are not all digits.
+    pub fn check_character(first_17: &[u8; 17]) -> Option<u8> {
+        const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        const CHECK: &[u8; 11] = b"10X98765432";
+        if !first_17.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let sum: u32 = first_17.iter().zip(WEIGHTS).map(|(digit, weight)| u32::from(digit - b'0') * weight).sum();
+        Some(CHECK[(sum % 11) as usize])
+    }
 }
 
 impl fmt::Debug for IdNumber {
@@ -44,14 +56,11 @@ pub struct IdNumberError;
 impl FromStr for IdNumber {
     type Err = IdNumberError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-        const CHECK: &[u8; 11] = b"10X98765432";
         let bytes = text.as_bytes();
-        if bytes.len() != 18 || !bytes[..17].iter().all(u8::is_ascii_digit) {
+        let (Some(first_17), Some(&last)) = (bytes.first_chunk::<17>(), bytes.get(17)) else {
             return Err(IdNumberError);
-        }
-        let sum: u32 = bytes[..17].iter().zip(WEIGHTS).map(|(digit, weight)| u32::from(digit - b'0') * weight).sum();
-        if bytes[17].to_ascii_uppercase() != CHECK[(sum % 11) as usize] {
+        };
+        if bytes.len() != 18 || Self::check_character(first_17) != Some(last.to_ascii_uppercase()) {
             return Err(IdNumberError);
         }
         Ok(Self(text.to_ascii_uppercase()))
