@@ -327,20 +327,7 @@ async fn redis_down_means_unavailable_quickly_and_recovery_without_restart() {
     app.redis.as_mut().unwrap().restart();
     // The very next call succeeds: the service reconnected by itself. The sample members were
     // in the killed (non-persistent) Redis, so that call publishes the member again.
-    let republished = app
-        .registry()
-        .await
-        .publish_statuses(pb::PublishStatusesRequest {
-            centre: "410800".into(),
-            records: vec![pb::MemberStatus {
-                id_number: ZHANG_WEI.into(),
-                name: "张伟".into(),
-                status: Some(status(1, 2_000_000)),
-            }],
-        })
-        .await
-        .expect("the first call after Redis returns succeeds");
-    assert_eq!(republished.into_inner().applied, 1);
+    assert_eq!(publish(&app, ZHANG_WEI, 1, 2_000_000).await.applied, 1);
     let verified = app.verify_text(&code.text).await.unwrap();
     assert_eq!(verdict(&verified), pb::Verdict::Valid, "nothing was half-written while Redis was down");
 }
