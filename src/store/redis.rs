@@ -87,7 +87,7 @@ impl RedisStore {
         pipe.query_async::<()>(&mut connection).await.map_err(unavailable)
     }
 
-    fn subject_key(&self, subject: Subject, suffix: &str) -> String {
+    fn subject_key(&self, subject: Subject, suffix: impl std::fmt::Display) -> String {
         format!("{}:{{{}}}:{suffix}", self.prefix, subject.storage_key())
     }
 
@@ -101,18 +101,25 @@ const REVOKED_MARK: &str = "R";
 
 /// Deposit claims as Redis keeps them, in a registry record and with a lookup grant:
 /// `<version>|<account status>|<balance fen>|<monthly deposit fen>|<continuous months>|
-/// <loan state>|<loans used>`. The version leads so that `publish.lua` can compare it.
-fn encode_status(status: &DepositClaims) -> String {
-    format!(
-        "{}|{}|{}|{}|{}|{}|{}",
-        status.registry_version,
-        status.account_status,
-        status.balance.0,
-        status.monthly_deposit.0,
-        status.continuous_months,
-        status.loan_state,
-        status.loans_used,
-    )
+/// <loan state>|<loans used>`. The version leads so that `publish.lua` can compare it. Written
+/// straight into the string it is part of.
+struct StoredStatus<'a>(&'a DepositClaims);
+
+impl std::fmt::Display for StoredStatus<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.0;
+        write!(
+            f,
+            "{}|{}|{}|{}|{}|{}|{}",
+            status.registry_version,
+            status.account_status,
+            status.balance.0,
+            status.monthly_deposit.0,
+            status.continuous_months,
+            status.loan_state,
+            status.loans_used,
+        )
+    }
 }
 
 /// Fields of a stored string, each parsed on demand; any missing or unreadable one is corrupt data.
@@ -149,12 +156,12 @@ impl<'a> Fields<'a> {
 }
 
 /// A registry record as Redis keeps it, one string per member (a third of the memory of a JSON
-/// hash): the status as [`encode_status`] writes it, then `|<published unix>|<masked ID
+/// hash): the status as [`StoredStatus`] writes it, then `|<published unix>|<masked ID
 /// number>|<masked name>`; the name is last, so it may contain anything.
 fn encode_record(record: &RegistryRecord) -> String {
     format!(
         "{}|{}|{}|{}",
-        encode_status(&record.status),
+        StoredStatus(&record.status),
         record.published_at.unix(),
         record.masked_id_number,
         record.masked_name
@@ -189,7 +196,7 @@ fn decode_usage(line: &str) -> Result<UsageEntry, StoreError> {
 }
 
 /// The state of a used code: `<unix>|<centre>|<grant>|<claims>`, the claims as
-/// [`encode_status`] writes them.
+/// [`StoredStatus`] writes them.
 struct UsedState<'a> {
     at: Timestamp,
     centre: CentreCode,
@@ -242,12 +249,17 @@ impl CodeStore for RedisStore {
         let code = code_use.code_id.to_string();
         let subject = code_use.subject;
         let mut invocation = self.consume.prepare_invoke();
-        let claims = encode_status(&code_use.claims);
         invocation
-            .key(self.subject_key(subject, &format!("code:{code}")))
+            .key(self.subject_key(subject, format_args!("code:{code}")))
             .key(self.subject_key(subject, "usage"))
             .key(self.subject_key(subject, "record"))
-            .arg(format!("{}|{}|{}|{claims}", code_use.at.unix(), code_use.centre, code_use.grant))
+            .arg(format!(
+                "{}|{}|{}|{}",
+                code_use.at.unix(),
+                code_use.centre,
+                code_use.grant,
+                StoredStatus(&code_use.claims)
+            ))
             .arg(code_use.used_ttl_seconds.max(1))
             .arg(usage_prefix(code_use.at, code_use.centre, code_use.purpose, code_use.code_id))
             .arg(USAGE_ENTRIES_KEPT);
@@ -284,7 +296,7 @@ impl CodeStore for RedisStore {
     async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         // Overwrites a used mark too: a revoked code answers CODE_REVOKED from then on.
-        let key = self.subject_key(subject, &format!("code:{code_id}"));
+        let key = self.subject_key(subject, format_args!("code:{code_id}"));
         connection.set_ex::<_, _, ()>(key, REVOKED_MARK, ttl_seconds.max(1)).await.map_err(unavailable)
     }
 
@@ -295,7 +307,9 @@ impl CodeStore for RedisStore {
         grant: &str,
     ) -> Result<Option<Granted>, StoreError> {
         let mut invocation = self.lookup.prepare_invoke();
-        invocation.key(self.subject_key(subject, &format!("code:{code_id}"))).key(self.subject_key(subject, "record"));
+        invocation
+            .key(self.subject_key(subject, format_args!("code:{code_id}")))
+            .key(self.subject_key(subject, "record"));
         let mut connection = self.connection.clone();
         let (state, live): (Option<String>, Option<String>) =
             invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
