@@ -64,7 +64,7 @@ fn setup() -> Setup {
 
 fn bench_issue_and_verify(c: &mut Criterion) {
     let s = setup();
-    let code = s.issuer.issue(&s.record, &s.request, s.now).unwrap();
+    let code = s.issuer.issue(&s.trust, &s.record, &s.request, s.now).unwrap();
     let decoded = decode(&code.text).unwrap();
     let public_key = s.trust.centre(code.claims.issuer).unwrap().key(code.claims.key_id).unwrap().public_key;
     let signed_message = decoded.with_signed_message(<[u8]>::to_vec);
@@ -82,14 +82,14 @@ fn bench_issue_and_verify(c: &mut Criterion) {
     let mut group = c.benchmark_group("issue");
     let code_id = CodeId::from_bytes([7; 12]);
     group.bench_function("issue", |b| {
-        b.iter(|| s.issuer.issue_with_code_id(black_box(&s.record), &s.request, s.now, code_id).unwrap())
+        b.iter(|| s.issuer.issue_with_code_id(&s.trust, black_box(&s.record), &s.request, s.now, code_id).unwrap())
     });
     group.finish();
 }
 
 fn bench_qr(c: &mut Criterion) {
     let s = setup();
-    let text = s.issuer.issue(&s.record, &s.request, s.now).unwrap().text;
+    let text = s.issuer.issue(&s.trust, &s.record, &s.request, s.now).unwrap().text;
     let symbol = qr::encode(&text).unwrap();
     let mut group = c.benchmark_group("qr");
     group.bench_function("encode", |b| b.iter(|| qr::encode(black_box(&text)).unwrap()));

@@ -380,7 +380,11 @@ where
 
 /// A VerifyCode call; liangma must also return the live status (the anchors return the verdict only).
 async fn verify_call(channel: Channel, code: String, expect_live: bool) -> anyhow::Result<()> {
-    let request = pb::VerifyCodeRequest { code: Some(pb::verify_code_request::Code::Text(code)), purpose: 0 };
+    let request = pb::VerifyCodeRequest {
+        code: Some(pb::verify_code_request::Code::Text(code)),
+        purpose: 0,
+        request_id: String::new(),
+    };
     let response =
         pb::verifier_service_client::VerifierServiceClient::new(channel).verify_code(request).await?.into_inner();
     ensure!(response.verdict == i32::from(pb::Verdict::Valid), "verdict {}", response.verdict);
@@ -419,6 +423,7 @@ fn member_status(n: u64) -> pb::MemberStatus {
 /// Distinct codes of the bench members, signed with the dev key of Jiaozuo that the service uses.
 struct Codes {
     issuer: liangma::issue::Issuer,
+    trust: liangma::trust::TrustList,
     public_key_hex: String,
     next_member: AtomicU64,
 }
@@ -430,7 +435,7 @@ impl Codes {
         let public_key_hex = hex::encode(key.verifying_key().as_bytes());
         let subject_secret = liangma::trust::SubjectSecret::read_file(&data_dir.join("dev-410800-subject.key"))?;
         let issuer = liangma::issue::Issuer::new(key, subject_secret, &trust)?;
-        Ok(Self { issuer, public_key_hex, next_member: AtomicU64::new(0) })
+        Ok(Self { issuer, trust, public_key_hex, next_member: AtomicU64::new(0) })
     }
 
     /// `count` codes, each claiming exactly what the registry holds for its member.
@@ -455,7 +460,7 @@ impl Codes {
                 status.continuous_months,
                 status.registry_version
             ))?;
-            codes.push(self.issuer.issue(&record, &request, now)?.text);
+            codes.push(self.issuer.issue(&self.trust, &record, &request, now)?.text);
         }
         Ok(Arc::new(codes))
     }
@@ -563,7 +568,11 @@ const ISSUE: &str = "/liangma.v1.IssuerService/IssueCode";
 const LOOKUP: &str = "/liangma.v1.RegistryService/LookupStatus";
 
 fn verify_request(code: &str) -> pb::VerifyCodeRequest {
-    pb::VerifyCodeRequest { code: Some(pb::verify_code_request::Code::Text(code.to_owned())), purpose: 0 }
+    pb::VerifyCodeRequest {
+        code: Some(pb::verify_code_request::Code::Text(code.to_owned())),
+        purpose: 0,
+        request_id: String::new(),
+    }
 }
 
 /// The own generator's VerifyCode calls, one code each.

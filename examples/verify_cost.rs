@@ -27,7 +27,7 @@ fn main() {
     let shenzhen = "440300".parse().unwrap();
     let request = IssueRequest { purpose: Purpose::OffsiteLoan, audience: Some(shenzhen), lifetime_seconds: 86_400 };
     let now = at("2026-11-26T09:30:00+08:00");
-    let code = issuer.issue(&record, &request, now).unwrap();
+    let code = issuer.issue(&trust, &record, &request, now).unwrap();
     let decoded = decode(&code.text).unwrap();
     let public_key = trust.centres().next().unwrap().keys[0].public_key;
     let message = decoded.with_signed_message(<[u8]>::to_vec);
@@ -42,7 +42,7 @@ fn main() {
                 std::hint::black_box(decode(std::hint::black_box(&code.text)).unwrap());
             }
             "issue" => {
-                std::hint::black_box(issuer.issue(&record, &request, now).unwrap());
+                std::hint::black_box(issuer.issue(&trust, &record, &request, now).unwrap());
             }
             "qr-png" => {
                 std::hint::black_box(qr::to_png(&qr::encode(std::hint::black_box(&code.text)).unwrap()));

@@ -97,6 +97,7 @@ pub fn service_settings(config: &Config, trust_list_path: std::path::PathBuf) ->
         },
         code_lifetime_seconds: config.limits.code_lifetime_secs,
         max_publish_batch: config.limits.max_publish_batch,
+        max_version_step: config.limits.max_version_step,
         qr_render_concurrency: config.limits.qr_render_concurrency,
         trust_list_path: Some(trust_list_path),
         loan_policy,

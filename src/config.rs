@@ -99,6 +99,10 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Most records per publish call. Default 1000.
     pub max_publish_batch: usize,
+    /// Largest step by which a published record's version may exceed the stored one; a record
+    /// further ahead is refused (VERSION_STEP_TOO_LARGE) so that one forged or mistyped version
+    /// cannot pin a member's record. Default 2^36 (about two years of millisecond timestamps).
+    pub max_version_step: u64,
     /// Longest code lifetime, seconds (codes also end at 24:00 CST). Default 86400.
     pub code_lifetime_secs: u32,
     /// Grace period for in-flight calls at shutdown, seconds. Default 10.
@@ -142,6 +146,7 @@ impl Default for LimitsConfig {
         Self {
             max_message_bytes: 256 * 1024,
             max_publish_batch: 1000,
+            max_version_step: 1 << 36,
             code_lifetime_secs: 86_400,
             shutdown_grace_secs: 10,
             qr_render_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
@@ -238,6 +243,9 @@ impl Config {
             return Err(ConfigError(
                 "limits.max_message_bytes >= 1024, limits.max_publish_batch >= 1, store.timeout_ms >= 1".into(),
             ));
+        }
+        if limits.max_version_step == 0 {
+            return Err(ConfigError("limits.max_version_step: at least 1".into()));
         }
         Ok(())
     }

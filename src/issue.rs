@@ -6,11 +6,11 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::clock::Timestamp;
-use crate::code::envelope::{self, MAX_CLAIMS_LEN, MAX_ISSUED_AT, MAX_VALID_FOR};
+use crate::code::envelope::{self, MAX_ISSUED_AT, MAX_ISSUED_CLAIMS_LEN, MAX_VALID_FOR};
 use crate::code::{
-    AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, Purpose, SubjectRef,
+    AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, OutOfRange, Purpose, SubjectRef,
 };
-use crate::trust::{CentreKey, KeyStatus, SubjectSecret, TrustList};
+use crate::trust::{CentreKey, KeyStatus, SubjectSecret, TrustList, TrustedKey};
 
 /// A mainland resident ID number (GB 11643): 17 digits and a check character.
 ///
@@ -149,8 +149,11 @@ pub enum IssueError {
     /// The issue time is outside what the format can carry.
     #[error("issue time is outside the range the code format carries")]
     IssueTime,
-    /// The claims would exceed the format's size limit (absurdly large numbers).
-    #[error("claims of {0} bytes exceed the format's limit of {MAX_CLAIMS_LEN} bytes")]
+    /// A deposit figure is above its bound (docs/code-format.md §8).
+    #[error("deposit record out of range: {0}")]
+    OutOfRange(OutOfRange),
+    /// The claims would not fit a QR code of version 8 at error correction M.
+    #[error("claims of {0} bytes exceed the {MAX_ISSUED_CLAIMS_LEN} bytes that fit a version-8 QR code")]
     TooLarge(usize),
     /// The random source failed.
     #[error("random source failed: {0}")]
@@ -172,25 +175,13 @@ pub struct Issuer {
     centre: CentreCode,
     key: CentreKey,
     subject_secret: SubjectSecret,
-    valid_from: Timestamp,
-    valid_until: Timestamp,
 }
 
 impl Issuer {
     /// The issuer for `key`, which must be published (and not revoked) in `trust`.
     pub fn new(key: CentreKey, subject_secret: SubjectSecret, trust: &TrustList) -> Result<Self, IssueError> {
-        let key_id = key.key_id();
-        let (centre, entry) = trust
-            .centres()
-            .find_map(|centre| {
-                centre.key(key_id).filter(|e| e.public_key == key.verifying_key()).map(|e| (centre.code, e))
-            })
-            .ok_or(IssueError::KeyNotPublished(key_id))?;
-        if entry.status == KeyStatus::Revoked {
-            return Err(IssueError::KeyRevoked(key_id));
-        }
-        let (valid_from, valid_until) = (entry.valid_from, entry.valid_until);
-        Ok(Self { centre, key, subject_secret, valid_from, valid_until })
+        let centre = published_entry(&key, trust)?.0;
+        Ok(Self { centre, key, subject_secret })
     }
 
     /// The issuing centre.
@@ -206,28 +197,32 @@ impl Issuer {
     /// Issues a code with a fresh random code id.
     pub fn issue(
         &self,
+        trust: &TrustList,
         record: &DepositRecord,
         request: &IssueRequest,
         now: Timestamp,
     ) -> Result<IssuedCode, IssueError> {
         let code_id = CodeId::random().map_err(IssueError::Random)?;
-        self.issue_with_code_id(record, request, now, code_id)
+        self.issue_with_code_id(trust, record, request, now, code_id)
     }
 
     /// Issues a code with the given code id (test vectors need a fixed one).
     pub fn issue_with_code_id(
         &self,
+        trust: &TrustList,
         record: &DepositRecord,
         request: &IssueRequest,
         now: Timestamp,
         code_id: CodeId,
     ) -> Result<IssuedCode, IssueError> {
-        self.issue_claims(self.subject_ref(&record.id_number), record.deposit_claims(), request, now, code_id)
+        self.issue_claims(trust, self.subject_ref(&record.id_number), record.deposit_claims(), request, now, code_id)
     }
 
-    /// Issues a code for a subject whose deposit status is already known (from the registry).
+    /// Issues a code for a subject whose deposit status is already known (from the registry),
+    /// if `trust` (the list in force) publishes the key, unrevoked, with a window containing `now`.
     pub fn issue_claims(
         &self,
+        trust: &TrustList,
         subject: SubjectRef,
         deposit: DepositClaims,
         request: &IssueRequest,
@@ -240,13 +235,17 @@ impl Issuer {
         if now.unix() <= 0 || now.unix() as u64 > MAX_ISSUED_AT {
             return Err(IssueError::IssueTime);
         }
-        if !(self.valid_from <= now && now < self.valid_until) {
+        // The list in force now, not the one at start: a key revoked or retired since then
+        // must stop signing at once.
+        let (_, entry) = published_entry(&self.key, trust)?;
+        if !entry.signs_at(now) {
             return Err(IssueError::OutsideKeyWindow {
                 key_id: self.key.key_id(),
-                valid_from: self.valid_from,
-                valid_until: self.valid_until,
+                valid_from: entry.valid_from,
+                valid_until: entry.valid_until,
             });
         }
+        deposit.check_bounds().map_err(IssueError::OutOfRange)?;
         let until_midnight = now.end_of_cst_day().unix() - now.unix();
         let valid_for = request.lifetime_seconds.min(u32::try_from(until_midnight).unwrap_or(MAX_VALID_FOR));
         let claims = Claims {
@@ -261,12 +260,25 @@ impl Issuer {
             deposit,
         };
         let claims_bytes = envelope::encode_claims(&claims);
-        if claims_bytes.len() > MAX_CLAIMS_LEN {
+        if claims_bytes.len() > MAX_ISSUED_CLAIMS_LEN {
             return Err(IssueError::TooLarge(claims_bytes.len()));
         }
         let signature = envelope::with_signed_message(&claims_bytes, |message| self.key.sign(message));
         Ok(IssuedCode { text: envelope::encode_text(&claims_bytes, &signature), claims })
     }
+}
+
+/// The centre and trust-list entry of `key`, unless it is unpublished or revoked.
+fn published_entry<'t>(key: &CentreKey, trust: &'t TrustList) -> Result<(CentreCode, &'t TrustedKey), IssueError> {
+    let key_id = key.key_id();
+    let (centre, entry) = trust
+        .centres()
+        .find_map(|centre| centre.key(key_id).filter(|e| e.public_key == key.verifying_key()).map(|e| (centre.code, e)))
+        .ok_or(IssueError::KeyNotPublished(key_id))?;
+    if entry.status == KeyStatus::Revoked {
+        return Err(IssueError::KeyRevoked(key_id));
+    }
+    Ok((centre, entry))
 }
 
 #[cfg(test)]

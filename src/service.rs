@@ -15,8 +15,8 @@ use crate::issue::{IdNumber, IssueError, IssueRequest, Issuer};
 use crate::loan::{Evaluation, House, LoanApplication, LoanPolicy, Party, Source, evaluate};
 use crate::render::Renderer;
 use crate::store::{
-    CodeStore, CodeUse, Granted, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, UsageEntry,
-    UseOutcome,
+    CodeStore, CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RegistryStore,
+    RequestId, StoreError, Subject, UsageEntry, UseOutcome,
 };
 use crate::trust::{TrustList, TrustListError};
 use crate::verify::{Reason, VerifierPolicy, verify_offline};
@@ -25,8 +25,6 @@ use crate::verify::{Reason, VerifierPolicy, verify_offline};
 pub const LOOKUP_GRANT_SECONDS: u64 = 600;
 /// Used and revoked marks outlive any code: the longest validity plus the clock skew allowed.
 const CODE_MARK_SECONDS: u64 = MAX_VALID_FOR as u64 + 3_600;
-/// Largest registry version: Redis scripts compare versions as Lua numbers (doubles).
-pub const MAX_REGISTRY_VERSION: u64 = (1 << 53) - 1;
 
 /// The service's settings that are not storage or networking.
 #[derive(Debug, Clone)]
@@ -37,6 +35,8 @@ pub struct ServiceSettings {
     pub code_lifetime_seconds: u32,
     /// Most records in one publish call.
     pub max_publish_batch: usize,
+    /// Largest step by which a published record's version may exceed the stored one.
+    pub max_version_step: u64,
     /// QR renderer threads (each image takes about 0.1 ms of CPU), below the workers' priority.
     pub qr_render_concurrency: usize,
     /// Trust list file re-read by [`Liangma::reload_trust_list`].
@@ -114,6 +114,15 @@ pub enum CodeInput {
     Digits(String),
 }
 
+/// When and where a code was consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousUse {
+    /// When.
+    pub at: Timestamp,
+    /// The verifying centre.
+    pub centre: CentreCode,
+}
+
 /// Everything a verification found.
 #[derive(Debug, Clone)]
 pub struct Verification {
@@ -128,7 +137,7 @@ pub struct Verification {
     /// For VALID: deposit fields whose live value differs from the claim.
     pub differences: Vec<&'static str>,
     /// For ALREADY_USED: when and where it was used.
-    pub previous_use: Option<(Timestamp, CentreCode)>,
+    pub previous_use: Option<PreviousUse>,
     /// For VALID: lets this caller look up the live status for a while.
     pub verification_id: Option<String>,
 }
@@ -207,9 +216,33 @@ pub enum PartyInput {
     Verified(String),
 }
 
+/// A loan party after the checks that consume nothing.
+struct CheckedParty {
+    subject: Subject,
+    figures: PartyFigures,
+}
+
+enum PartyFigures {
+    /// Verified before: what its grant holds.
+    Granted(Granted),
+    /// An authentic, acceptable code still to be consumed.
+    ToConsume(Claims),
+}
+
+/// A loan evaluation and the verification ids of the codes it consumed.
+#[derive(Debug, Clone)]
+pub struct LoanOutcome {
+    /// The evaluation.
+    pub evaluation: Evaluation,
+    /// Verification ids of codes verified by this evaluation, for later lookups.
+    pub verification_ids: Vec<String>,
+}
+
 /// A loan evaluation request, validated.
 #[derive(Debug, Clone)]
 pub struct LoanCommand {
+    /// The caller's request id: codes are consumed under it, so a retry does not use them twice.
+    pub request_id: Option<RequestId>,
     /// The borrower.
     pub borrower: PartyInput,
     /// The co-borrowing spouse, if they deposit too.
@@ -236,6 +269,20 @@ impl<S> std::fmt::Debug for Liangma<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Liangma").field("centre", &self.settings.policy.centre).finish_non_exhaustive()
     }
+}
+
+/// Longest member name accepted at publish, in characters (the longest names in use, of
+/// minority nationalities with separating dots, are around 30).
+pub const MAX_NAME_CHARS: usize = 64;
+
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err("at most 64 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("no control characters");
+    }
+    Ok(())
 }
 
 /// Masks a name for a counter screen: first character, then one `*` per other character.
@@ -275,8 +322,24 @@ fn new_verification_id(subject: Subject, code_id: CodeId) -> Result<(String, Str
     let mut secret = [0u8; 16];
     getrandom::fill(&mut secret).map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
     let grant = hex::encode(secret);
-    let id = format!("{:08x}{}{code_id}{grant}", subject.centre.get(), subject.reference.to_full_hex());
-    Ok((id, grant))
+    Ok((verification_id_of(subject, code_id, &grant), grant))
+}
+
+fn verification_id_of(subject: Subject, code_id: CodeId, grant: &str) -> String {
+    format!("{:08x}{}{code_id}{grant}", subject.centre.get(), subject.reference.to_full_hex())
+}
+
+/// The member a code names.
+fn subject_of(claims: &Claims) -> Subject {
+    Subject { centre: claims.issuer, reference: claims.subject }
+}
+
+/// What steps 1-5 found.
+enum Checked {
+    /// Authentic and acceptable here and now: ready to consume.
+    Authentic(Claims),
+    /// The final answer (already in the usage record if the code was authentic).
+    Rejected(Verification),
 }
 
 fn parse_verification_id(id: &str) -> Option<VerificationRef> {
@@ -326,8 +389,23 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
     }
 
     /// Steps 1-7: offline checks, then (for authentic codes) consumption, the usage record and
-    /// the live status in one atomic store operation.
-    pub async fn verify(&self, input: CodeInput, purpose: Option<Purpose>) -> Result<Verification, ServiceError> {
+    /// the live status in one atomic store operation. A retry with the same `request_id` after a
+    /// lost answer gets the original VALID again.
+    pub async fn verify(
+        &self,
+        input: CodeInput,
+        purpose: Option<Purpose>,
+        request_id: Option<RequestId>,
+    ) -> Result<Verification, ServiceError> {
+        match self.check_offline(input, purpose).await? {
+            Checked::Authentic(claims) => self.consume(claims, request_id).await,
+            Checked::Rejected(verification) => Ok(verification),
+        }
+    }
+
+    /// Steps 1-5 (after resolving digits): the claims of an authentic, acceptable code, or the
+    /// rejection, already in the member's usage record if the code was authentic.
+    async fn check_offline(&self, input: CodeInput, purpose: Option<Purpose>) -> Result<Checked, ServiceError> {
         let narrowed;
         let policy = match purpose {
             None => &self.settings.policy,
@@ -343,65 +421,72 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
             CodeInput::Text(text) => text,
             CodeInput::Digits(typed) => match Digits::parse(&typed) {
                 Err(error) => {
-                    return Ok(Verification::rejected(
+                    return Ok(Checked::Rejected(Verification::rejected(
                         Verdict::Rejected(Reason::Malformed),
                         Some(error.to_string()),
                         None,
-                    ));
+                    )));
                 }
                 Ok(digits) => match self.store.resolve_digits(digits.as_str()).await? {
                     Some(text) => text,
-                    None => return Ok(Verification::rejected(Verdict::UnknownDigits, None, None)),
+                    None => return Ok(Checked::Rejected(Verification::rejected(Verdict::UnknownDigits, None, None))),
                 },
             },
         };
         let now = self.clock.now();
-        let claims = match verify_offline(&text, &self.trust(), policy, now) {
-            Ok(claims) => claims,
+        match verify_offline(&text, &self.trust(), policy, now) {
+            Ok(claims) => Ok(Checked::Authentic(claims)),
             Err(rejection) => {
                 let claims = rejection.authentic_claims.map(|claims| *claims);
                 if let Some(claims) = &claims {
                     // An authentic code was shown: the member sees this query in the usage record.
-                    let entry = UsageEntry {
-                        at: now,
-                        centre: policy.centre,
-                        purpose: claims.purpose,
-                        result: rejection.reason.as_str().into(),
-                        code_id: claims.code_id,
-                    };
-                    self.store
-                        .record_usage(Subject { centre: claims.issuer, reference: claims.subject }, &entry)
-                        .await?;
+                    let entry = UsageEntry::single(
+                        now,
+                        policy.centre,
+                        claims.purpose,
+                        rejection.reason.as_str(),
+                        claims.code_id,
+                    );
+                    self.store.record_usage(subject_of(claims), &entry).await?;
                 }
                 let detail = rejection.decode_error.map(|error| error.to_string());
-                return Ok(Verification::rejected(Verdict::Rejected(rejection.reason), detail, claims));
+                Ok(Checked::Rejected(Verification::rejected(Verdict::Rejected(rejection.reason), detail, claims)))
             }
-        };
-        let subject = Subject { centre: claims.issuer, reference: claims.subject };
+        }
+    }
+
+    /// Steps 6-7 for claims that passed steps 1-5.
+    async fn consume(&self, claims: Claims, request_id: Option<RequestId>) -> Result<Verification, ServiceError> {
+        let now = self.clock.now();
+        let subject = subject_of(&claims);
         let (verification_id, grant) = new_verification_id(subject, claims.code_id)?;
         let remaining = u64::try_from(claims.expires_at().unix() - now.unix()).unwrap_or(0);
+        let skew = u64::from(self.settings.policy.clock_skew_seconds);
         let code_use = CodeUse {
             subject,
             code_id: claims.code_id,
-            centre: policy.centre,
+            centre: self.settings.policy.centre,
+            request_id,
             purpose: claims.purpose,
             at: now,
-            used_ttl_seconds: (remaining + u64::from(policy.clock_skew_seconds) + 60).max(LOOKUP_GRANT_SECONDS),
+            used_ttl_seconds: (remaining + skew + 60).max(LOOKUP_GRANT_SECONDS),
             grant,
             claims: claims.deposit,
         };
+        let valid = |live: Option<RegistryRecord>, verification_id: String| Verification {
+            verdict: Verdict::Valid,
+            detail: None,
+            differences: live.as_ref().map(|live| differences(&claims.deposit, &live.status)).unwrap_or_default(),
+            claims: Some(claims),
+            live,
+            previous_use: None,
+            verification_id: Some(verification_id),
+        };
         Ok(match self.store.consume(&code_use).await? {
-            UseOutcome::Consumed { live } => Verification {
-                verdict: Verdict::Valid,
-                detail: None,
-                differences: live.as_ref().map(|live| differences(&claims.deposit, &live.status)).unwrap_or_default(),
-                claims: Some(claims),
-                live,
-                previous_use: None,
-                verification_id: Some(verification_id),
-            },
+            UseOutcome::Consumed { live } => valid(live, verification_id),
+            UseOutcome::Repeated { live, grant } => valid(live, verification_id_of(subject, claims.code_id, &grant)),
             UseOutcome::AlreadyUsed { at, centre } => Verification {
-                previous_use: Some((at, centre)),
+                previous_use: Some(PreviousUse { at, centre }),
                 ..Verification::rejected(Verdict::AlreadyUsed, None, Some(claims))
             },
             UseOutcome::Revoked => Verification::rejected(Verdict::CodeRevoked, None, Some(claims)),
@@ -425,18 +510,19 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         let request = IssueRequest { purpose: command.purpose, audience: command.audience, lifetime_seconds: lifetime };
         let code_id = CodeId::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
         let now = self.clock.now();
-        let issued = issuer.issue_claims(subject.reference, record.status, &request, now, code_id).map_err(
-            |error| match error {
+        let issued = issuer
+            .issue_claims(&self.trust(), subject.reference, record.status, &request, now, code_id)
+            .map_err(|error| match error {
                 IssueError::Random(_) | IssueError::IssueTime | IssueError::TooLarge(_) => {
                     ServiceError::Internal(error.to_string())
                 }
                 IssueError::Lifetime => ServiceError::InvalidArgument(error.to_string()),
-                IssueError::KeyNotPublished(_) | IssueError::KeyRevoked(_) | IssueError::OutsideKeyWindow { .. } => {
-                    ServiceError::FailedPrecondition(error.to_string())
-                }
-            },
-        )?;
-        let digits = self.store_digits(&issued.text, issued.claims.valid_for).await?;
+                IssueError::KeyNotPublished(_)
+                | IssueError::KeyRevoked(_)
+                | IssueError::OutsideKeyWindow { .. }
+                | IssueError::OutOfRange(_) => ServiceError::FailedPrecondition(error.to_string()),
+            })?;
+        let digits = self.store_issued(subject, &issued.claims, &issued.text).await?;
         let qr = match command.qr {
             None => None,
             Some(format) => Some(self.render_qr(issued.text.clone(), format).await?),
@@ -444,11 +530,13 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         Ok(IssuedCode { text: issued.text, digits, claims: issued.claims, qr })
     }
 
-    async fn store_digits(&self, text: &str, valid_for: u32) -> Result<Digits, ServiceError> {
+    /// Notes the code as issued here (so its member can revoke it) with fresh digits for it.
+    async fn store_issued(&self, subject: Subject, claims: &Claims, text: &str) -> Result<Digits, ServiceError> {
         // 10^15 values against at most a day of codes: a collision is rare, three in a row is not a thing.
         for _ in 0..3 {
             let digits = Digits::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
-            if self.store.put_digits(digits.as_str(), text, u64::from(valid_for)).await? {
+            let mark = IssuedMark { subject, code_id: claims.code_id, digits: digits.as_str(), text };
+            if self.store.put_issued(&mark, u64::from(claims.valid_for)).await? {
                 return Ok(digits);
             }
         }
@@ -477,12 +565,20 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
     ) -> Result<(), ServiceError> {
         let issuer = self.issuer(centre)?;
         let subject = Subject { centre, reference: issuer.subject_ref(id_number) };
-        self.store.revoke(subject, code_id, CODE_MARK_SECONDS).await?;
-        Ok(())
+        if self.store.revoke(subject, code_id, CODE_MARK_SECONDS).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound("the member holds no live code with this id issued here".into()))
+        }
     }
 
-    /// Publishes a batch of member statuses for `centre`.
-    pub async fn publish(&self, centre: CentreCode, members: Vec<MemberStatus>) -> Result<PublishCounts, ServiceError> {
+    /// Publishes a batch of member statuses for `centre`. Every record is checked before any is
+    /// stored; records the store refuses (see [`PublishRejection`]) are reported by index.
+    pub async fn publish(
+        &self,
+        centre: CentreCode,
+        members: Vec<MemberStatus>,
+    ) -> Result<PublishOutcome, ServiceError> {
         let issuer = self.issuer(centre)?;
         if members.len() > self.settings.max_publish_batch {
             return Err(ServiceError::InvalidArgument(format!(
@@ -494,12 +590,14 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         let now = self.clock.now();
         let mut records = Vec::with_capacity(members.len());
         for (index, member) in members.into_iter().enumerate() {
-            let version = member.status.registry_version;
-            if version == 0 || version > MAX_REGISTRY_VERSION {
-                return Err(ServiceError::InvalidArgument(format!(
-                    "records[{index}]: registry_version must be between 1 and 2^53-1"
-                )));
+            let invalid = |field: &str, problem: &dyn std::fmt::Display| {
+                ServiceError::InvalidArgument(format!("records[{index}].{field}: {problem}"))
+            };
+            if member.status.registry_version == 0 {
+                return Err(invalid("status.registry_version", &"must be at least 1"));
             }
+            member.status.check_bounds().map_err(|error| invalid("status", &error))?;
+            check_name(&member.name).map_err(|problem| invalid("name", &problem))?;
             let subject = Subject { centre, reference: issuer.subject_ref(&member.id_number) };
             let record = RegistryRecord {
                 status: member.status,
@@ -509,16 +607,22 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
             };
             records.push((subject, record));
         }
-        Ok(self.store.publish(&records).await?)
+        let outcome = self.store.publish(&records, self.settings.max_version_step).await?;
+        for (index, rejection) in &outcome.rejected {
+            if *rejection == PublishRejection::StoredRecordUnreadable {
+                tracing::error!(%centre, index, "stored registry record unreadable: publish refused it; repair with `liangma registry forget`");
+            }
+        }
+        Ok(outcome)
     }
 
     /// The live status of the member whose code the holder of `verification_id` verified.
     pub async fn lookup(&self, verification_id: &str) -> Result<Option<RegistryRecord>, ServiceError> {
-        Ok(self.granted(verification_id).await?.live)
+        Ok(self.granted(verification_id).await?.1.live)
     }
 
-    /// What a VALID verification made available to its caller for a while.
-    async fn granted(&self, verification_id: &str) -> Result<Granted, ServiceError> {
+    /// The member and what a VALID verification made available to its caller for a while.
+    async fn granted(&self, verification_id: &str) -> Result<(Subject, Granted), ServiceError> {
         let denied = || ServiceError::PermissionDenied("unknown or expired verification id".into());
         let named = parse_verification_id(verification_id).ok_or_else(denied)?;
         let granted =
@@ -527,7 +631,7 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         if self.clock.now().unix() - granted.verified_at.unix() >= LOOKUP_GRANT_SECONDS as i64 {
             return Err(denied());
         }
-        Ok(granted)
+        Ok((named.subject, granted))
     }
 
     /// The member's usage record, newest first.
@@ -538,14 +642,30 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
 
     /// Evaluates the off-site loan under this deployment's policy. Figures come from the live
     /// registry where the home centre published the member, else from the verified claims.
-    pub async fn evaluate_loan(&self, command: LoanCommand) -> Result<(Evaluation, Vec<String>), ServiceError> {
+    /// Every party is checked (offline checks, grants, not the same member twice) before any
+    /// code is consumed; codes are consumed under the request id, so a retry uses them again.
+    pub async fn evaluate_loan(&self, command: LoanCommand) -> Result<LoanOutcome, ServiceError> {
         if command.house_price.0 == 0 {
             return Err(ServiceError::InvalidArgument("house_price_fen: must be positive".into()));
         }
-        let mut verification_ids = Vec::new();
-        let borrower = self.loan_party("borrower", command.borrower, &mut verification_ids).await?;
+        if command.requested_term_years == Some(0) {
+            return Err(ServiceError::InvalidArgument("requested_term_years: at least 1 year".into()));
+        }
+        let borrower = self.check_party("borrower", command.borrower).await?;
         let co_borrower = match command.co_borrower {
-            Some(input) => Some(self.loan_party("co_borrower", input, &mut verification_ids).await?),
+            Some(input) => Some(self.check_party("co_borrower", input).await?),
+            None => None,
+        };
+        if co_borrower.as_ref().is_some_and(|co_borrower| co_borrower.subject == borrower.subject) {
+            return Err(ServiceError::InvalidArgument(
+                "co_borrower: the same member as the borrower; a co-borrower is another depositor".into(),
+            ));
+        }
+        let mut verification_ids = Vec::new();
+        let request = command.request_id.as_ref();
+        let borrower = self.settle_party("borrower", borrower, request, &mut verification_ids).await?;
+        let co_borrower = match co_borrower {
+            Some(checked) => Some(self.settle_party("co_borrower", checked, request, &mut verification_ids).await?),
             None => None,
         };
         let application = LoanApplication {
@@ -555,26 +675,55 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
             house: command.house,
             requested_term_years: command.requested_term_years,
         };
-        Ok((evaluate(&self.settings.loan_policy, &application), verification_ids))
+        let evaluation = evaluate(&self.settings.loan_policy, &application)
+            .map_err(|error| ServiceError::FailedPrecondition(format!("deposit figure out of range: {error}")))?;
+        Ok(LoanOutcome { evaluation, verification_ids })
     }
 
-    async fn loan_party(&self, role: &str, input: PartyInput, ids: &mut Vec<String>) -> Result<Party, ServiceError> {
-        let (claims, live) = match input {
+    /// A loan party checked without consuming anything.
+    async fn check_party(&self, role: &str, input: PartyInput) -> Result<CheckedParty, ServiceError> {
+        match input {
             PartyInput::Verified(id) => {
-                let granted = self.granted(&id).await?;
-                (granted.claims, granted.live)
+                let (subject, granted) = self.granted(&id).await?;
+                Ok(CheckedParty { subject, figures: PartyFigures::Granted(granted) })
             }
-            PartyInput::Code(code) => {
-                let verification = self.verify(code, Some(Purpose::OffsiteLoan)).await?;
-                let (Verdict::Valid, Some(claims), Some(id)) =
-                    (verification.verdict, verification.claims, verification.verification_id)
-                else {
+            PartyInput::Code(code) => match self.check_offline(code, Some(Purpose::OffsiteLoan)).await? {
+                Checked::Authentic(claims) => {
+                    Ok(CheckedParty { subject: subject_of(&claims), figures: PartyFigures::ToConsume(claims) })
+                }
+                Checked::Rejected(verification) => Err(ServiceError::FailedPrecondition(format!(
+                    "{role}: the code is not valid: {}",
+                    verification.verdict.as_str()
+                ))),
+            },
+        }
+    }
+
+    /// Consumes a checked party's code (if it came as a code) and gives its figures.
+    async fn settle_party(
+        &self,
+        role: &str,
+        checked: CheckedParty,
+        request_id: Option<&RequestId>,
+        verification_ids: &mut Vec<String>,
+    ) -> Result<Party, ServiceError> {
+        let (claims, live) = match checked.figures {
+            PartyFigures::Granted(granted) => (granted.claims, granted.live),
+            PartyFigures::ToConsume(claims) => {
+                let verification = self.consume(claims, request_id.map(|id| id.part(role))).await?;
+                let (Verdict::Valid, Some(id)) = (verification.verdict, verification.verification_id) else {
+                    let consumed = if verification_ids.is_empty() {
+                        ""
+                    } else {
+                        "; the borrower's code was consumed by this request: repeat it with the same \
+                         request_id to use it again"
+                    };
                     return Err(ServiceError::FailedPrecondition(format!(
-                        "{role}: the code is not valid: {}",
+                        "{role}: the code is not valid: {}{consumed}",
                         verification.verdict.as_str()
                     )));
                 };
-                ids.push(id);
+                verification_ids.push(id);
                 (claims.deposit, verification.live)
             }
         };

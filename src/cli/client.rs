@@ -8,6 +8,13 @@ use super::{ClientArgs, ClientCommand, EXIT_INVALID, EXIT_VALID};
 use crate::code::Fen;
 use crate::pb::v1 as pb;
 
+/// A fresh random request id (32 hex digits).
+fn new_request_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
 pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(call(args))
@@ -38,20 +45,36 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             }
             println!("{}", response.text);
             eprintln!(
-                "digits {}  code id {}  expires (unix) {}",
-                response.digits, response.code_id, response.expires_at_unix
+                "digits {}  code id {}  expires {}",
+                response.digits,
+                response.code_id,
+                crate::clock::Timestamp::from_unix(response.expires_at_unix)
             );
             Ok(ExitCode::from(EXIT_VALID))
         }
-        ClientCommand::Verify { code, digits } => {
+        ClientCommand::Verify { code, digits, request_id } => {
             let mut client = pb::verifier_service_client::VerifierServiceClient::new(channel);
             let code = match (code, digits) {
                 (Some(text), None) => pb::verify_code_request::Code::Text(text),
                 (None, Some(digits)) => pb::verify_code_request::Code::Digits(digits),
                 _ => anyhow::bail!("give a code text or --digits"),
             };
-            let response =
-                client.verify_code(pb::VerifyCodeRequest { code: Some(code), purpose: 0 }).await?.into_inner();
+            let request_id = match request_id {
+                Some(id) => id,
+                None => new_request_id()?,
+            };
+            let request = pb::VerifyCodeRequest { code: Some(code), purpose: 0, request_id: request_id.clone() };
+            let response = match client.verify_code(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => {
+                    anyhow::bail!(
+                        "{}: {}; whether the code was consumed is unknown: retry with --request-id {request_id}",
+                        status.code(),
+                        status.message()
+                    )
+                }
+                Err(status) => return Err(status.into()),
+            };
             let verdict = pb::Verdict::try_from(response.verdict).unwrap_or(pb::Verdict::Unspecified);
             let name = verdict.as_str_name().trim_start_matches("VERDICT_");
             print!("{name}");
@@ -83,7 +106,8 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 print!(" differs={}", response.differences.join(","));
             }
             if let Some(previous) = response.previous_use {
-                print!(" used_by={} at_unix={}", previous.centre, previous.used_at_unix);
+                let at = crate::clock::Timestamp::from_unix(previous.used_at_unix);
+                print!(" used_by={} at={at}", previous.centre);
             }
             println!();
             Ok(ExitCode::from(if verdict == pb::Verdict::Valid { EXIT_VALID } else { EXIT_INVALID }))
@@ -96,8 +120,13 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 .into_inner();
             for entry in response.entries {
                 let result = pb::Verdict::try_from(entry.result).unwrap_or(pb::Verdict::Unspecified);
+                let repeated = if entry.count > 1 {
+                    format!(" ×{} since {}", entry.count, crate::clock::Timestamp::from_unix(entry.first_at_unix))
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{} centre={} code={} {}",
+                    "{} centre={} code={} {}{repeated}",
                     crate::clock::Timestamp::from_unix(entry.at_unix),
                     entry.centre,
                     entry.code_id,

@@ -21,7 +21,7 @@ pub(super) fn run(args: &IssueArgs) -> anyhow::Result<ExitCode> {
         Issuer::new(CentreKey::read_pem_file(&args.key)?, SubjectSecret::read_file(&args.subject_secret)?, &trust)?;
     let record = read_record(args)?;
     let request = IssueRequest { purpose: args.purpose, audience: args.audience, lifetime_seconds: args.lifetime_secs };
-    let issued = issuer.issue(&record, &request, args.time.clock().now())?;
+    let issued = issuer.issue(&trust, &record, &request, args.time.clock().now())?;
     writeln!(out, "{}", issued.text)?;
     eprintln!(
         "issued by {} key {}, code id {}, expires {}",

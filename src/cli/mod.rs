@@ -59,6 +59,8 @@ enum Command {
 enum LoanCommand {
     /// Evaluate an off-site loan offline, from codes verified now against a trust list; several
     /// --policy options compare policies side by side.
+    #[command(after_help = "Exit status: 0 if the loan is possible under at least one policy, 1 if under none \
+        (the reasons are printed), 2 for bad arguments, unreadable files or a code that is not valid.")]
     Evaluate(LoanEvaluateArgs),
     /// Validate a policy file (or a built-in policy) and summarize it.
     Check {
@@ -78,14 +80,14 @@ struct LoanEvaluateArgs {
     /// Policies to apply (built-in name or file), repeatable; default jiaozuo-2024.
     #[arg(long = "policy")]
     policies: Vec<String>,
-    /// Total house price in yuan.
-    #[arg(long)]
+    /// Total house price in yuan (positive, at most 2 decimals).
+    #[arg(long, allow_hyphen_values = true)]
     house_price_yuan: String,
     /// Second-hand house of this building age in years (omit for a new house).
     #[arg(long)]
     building_age: Option<u32>,
-    /// Requested term in years.
-    #[arg(long)]
+    /// Requested term in years (at least 1); the result says whether the policy allows it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     term: Option<u32>,
     /// The co-borrowing spouse's code, if they deposit too.
     #[arg(long)]
@@ -135,6 +137,11 @@ enum ClientCommand {
         /// The digits form instead of the text.
         #[arg(long)]
         digits: Option<String>,
+        /// Request id of this verification (default: a new random one). Give the id of an
+        /// attempt whose answer was lost to retry it: the service answers it again, never as a
+        /// second use.
+        #[arg(long)]
+        request_id: Option<String>,
     },
     /// List a member's usage record.
     Usage {

@@ -351,6 +351,49 @@ pub struct DepositClaims {
     pub registry_version: u64,
 }
 
+/// The largest deposit figures a home centre may publish and an issuer may sign
+/// (docs/code-format.md §8): with every field at its bound a code still fits a QR code of version
+/// 8 at error correction M.
+pub mod bounds {
+    /// 10^10 fen = 100 million yuan.
+    pub const MAX_BALANCE_FEN: u64 = 10_000_000_000;
+    /// 10^8 fen = 1 million yuan a month.
+    pub const MAX_MONTHLY_DEPOSIT_FEN: u64 = 100_000_000;
+    /// 100 years.
+    pub const MAX_CONTINUOUS_MONTHS: u32 = 1_200;
+    /// Loans used.
+    pub const MAX_LOANS_USED: u32 = 127;
+    /// 2^42 - 1: millisecond timestamps fit until the year 2109.
+    pub const MAX_REGISTRY_VERSION: u64 = (1 << 42) - 1;
+}
+
+/// A deposit figure above its bound in [`bounds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must be at most {max}")]
+pub struct OutOfRange {
+    /// The field, as the API and JSON name it (e.g. `balance_fen`).
+    pub field: &'static str,
+    /// Its largest allowed value.
+    pub max: u64,
+}
+
+impl DepositClaims {
+    /// Checks every figure against [`bounds`]; the first one above its bound is named.
+    pub fn check_bounds(&self) -> Result<(), OutOfRange> {
+        let checks = [
+            ("balance_fen", self.balance.0, bounds::MAX_BALANCE_FEN),
+            ("monthly_deposit_fen", self.monthly_deposit.0, bounds::MAX_MONTHLY_DEPOSIT_FEN),
+            ("continuous_months", u64::from(self.continuous_months), u64::from(bounds::MAX_CONTINUOUS_MONTHS)),
+            ("loans_used", u64::from(self.loans_used), u64::from(bounds::MAX_LOANS_USED)),
+            ("registry_version", self.registry_version, bounds::MAX_REGISTRY_VERSION),
+        ];
+        match checks.into_iter().find(|(_, value, max)| value > max) {
+            Some((field, _, max)) => Err(OutOfRange { field, max }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Everything a code asserts, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Claims {

@@ -21,6 +21,9 @@ pub const SIGNING_DOMAIN: &[u8; 16] = b"liangma/code/v1\0";
 pub const SIGNATURE_LEN: usize = 64;
 /// Largest claim encoding accepted; the largest realistic claims take 80 bytes.
 pub const MAX_CLAIMS_LEN: usize = 96;
+/// Largest claims an issuer signs: 80 bytes fill a QR code of version 8 at error correction M
+/// (docs/code-format.md §8); verifiers accept up to [`MAX_CLAIMS_LEN`].
+pub const MAX_ISSUED_CLAIMS_LEN: usize = 80;
 /// Largest envelope accepted.
 pub const MAX_ENVELOPE_LEN: usize = MAX_CLAIMS_LEN + SIGNATURE_LEN;
 /// Longest code text accepted; longer input is rejected before any decoding work.

@@ -6,6 +6,7 @@ pub mod envelope;
 pub mod qr;
 
 pub use claims::{
-    AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, Purpose, SubjectRef,
+    AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, OutOfRange, Purpose, SubjectRef,
+    bounds,
 };
 pub use envelope::{DecodeError, DecodedCode, decode};

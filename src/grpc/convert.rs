@@ -5,7 +5,7 @@ use crate::issue::IdNumber;
 use crate::loan::name_of;
 use crate::pb::v1 as pb;
 use crate::service::{ServiceError, Verdict};
-use crate::store::RegistryRecord;
+use crate::store::{RegistryRecord, RequestId, UsageEntry};
 use crate::verify::Reason;
 
 fn invalid(field: &str, problem: impl std::fmt::Display) -> ServiceError {
@@ -25,6 +25,16 @@ pub fn optional_centre(field: &str, text: &str) -> Result<Option<CentreCode>, Se
 /// A resident ID number; the error never repeats it.
 pub fn id_number(field: &str, text: &str) -> Result<IdNumber, ServiceError> {
     text.parse().map_err(|error| invalid(field, error))
+}
+
+/// An optional request id: empty means none.
+pub fn request_id(field: &str, text: &str) -> Result<Option<RequestId>, ServiceError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    RequestId::new(text)
+        .map(Some)
+        .ok_or_else(|| invalid(field, "1 to 64 characters of A-Z a-z 0-9 . _ : - (e.g. a UUID)"))
 }
 
 /// A purpose; unspecified (0) gives `None`.
@@ -133,22 +143,34 @@ pub fn verdict_by_name(name: &str) -> pb::Verdict {
     pb::Verdict::from_str_name(&format!("VERDICT_{name}")).unwrap_or(pb::Verdict::Unspecified)
 }
 
+/// The proto form of a usage-record line.
+pub fn usage_entry(entry: UsageEntry) -> pb::UsageEntry {
+    pb::UsageEntry {
+        at_unix: entry.at.unix(),
+        centre: entry.centre.to_string(),
+        purpose: entry.purpose.wire(),
+        result: verdict_by_name(&entry.result).into(),
+        code_id: entry.code_id.to_string(),
+        count: entry.count,
+        first_at_unix: entry.first_at.unix(),
+    }
+}
+
 /// The proto form of a loan evaluation.
-pub fn evaluation(
-    evaluation: crate::loan::Evaluation,
-    verification_ids: Vec<String>,
-) -> pb::EvaluateOffsiteLoanResponse {
+pub fn evaluation(outcome: crate::service::LoanOutcome) -> pb::EvaluateOffsiteLoanResponse {
+    let crate::service::LoanOutcome { evaluation, verification_ids } = outcome;
     pb::EvaluateOffsiteLoanResponse {
         policy: evaluation.policy,
         eligible: evaluation.eligible,
         reasons: evaluation
             .reasons
             .iter()
-            .map(|(role, reason)| pb::LoanReason { party: name_of(role), reason: name_of(reason) })
+            .map(|reason| pb::LoanReason { party: name_of(&reason.party), reason: name_of(&reason.reason) })
             .collect(),
         max_amount_fen: evaluation.max_amount.0,
         max_term_years: evaluation.max_term_years,
-        decided_by: name_of(&evaluation.decided_by),
+        decided_by: evaluation.decided_by.as_ref().map(name_of).unwrap_or_default(),
+        requested_term_allowed: evaluation.requested_term_allowed,
         steps: evaluation
             .steps
             .into_iter()

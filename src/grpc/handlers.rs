@@ -56,7 +56,8 @@ impl<S: RegistryStore + CodeStore> pb::verifier_service_server::VerifierService 
             _ => return Err(Status::invalid_argument("code: give the code text or its digits")),
         };
         let purpose = convert::purpose("purpose", request.purpose)?;
-        let verification = self.service.verify(input, purpose).await?;
+        let request_id = convert::request_id("request_id", &request.request_id)?;
+        let verification = self.service.verify(input, purpose, request_id).await?;
         tracing::info!(
             verdict = verification.verdict.as_str(),
             code_id = verification.claims.as_ref().map(|claims| tracing::field::display(claims.code_id)),
@@ -70,7 +71,7 @@ impl<S: RegistryStore + CodeStore> pb::verifier_service_server::VerifierService 
             differences: verification.differences.iter().map(|name| (*name).to_owned()).collect(),
             previous_use: verification
                 .previous_use
-                .map(|(at, centre)| pb::PreviousUse { used_at_unix: at.unix(), centre: centre.to_string() }),
+                .map(|used| pb::PreviousUse { used_at_unix: used.at.unix(), centre: used.centre.to_string() }),
             verification_id: verification.verification_id.unwrap_or_default(),
         }))
     }
@@ -147,11 +148,18 @@ impl<S: RegistryStore + CodeStore> pb::registry_service_server::RegistryService 
                 })
             })
             .collect::<Result<Vec<_>, crate::service::ServiceError>>()?;
-        let counts = self.service.publish(centre, members).await?;
-        tracing::info!(%centre, applied = counts.applied, ignored = counts.ignored_not_newer, "published");
+        let outcome = self.service.publish(centre, members).await?;
+        let counts = outcome.counts;
+        let rejected = outcome.rejected.len();
+        tracing::info!(%centre, applied = counts.applied, ignored = counts.ignored_not_newer, rejected, "published");
         Ok(Response::new(pb::PublishStatusesResponse {
             applied: counts.applied,
             ignored_not_newer: counts.ignored_not_newer,
+            rejected: outcome
+                .rejected
+                .into_iter()
+                .map(|(index, reason)| pb::RejectedRecord { index: index as u32, reason: reason.as_str().into() })
+                .collect(),
         }))
     }
 
@@ -174,18 +182,7 @@ impl<S: RegistryStore + CodeStore> pb::usage_record_service_server::UsageRecordS
         let centre = convert::centre("issuer_centre", &request.issuer_centre)?;
         let id_number = convert::id_number("id_number", &request.id_number)?;
         let entries = self.service.usage(centre, &id_number).await?;
-        Ok(Response::new(pb::ListUsageResponse {
-            entries: entries
-                .into_iter()
-                .map(|entry| pb::UsageEntry {
-                    at_unix: entry.at.unix(),
-                    centre: entry.centre.to_string(),
-                    purpose: entry.purpose.wire(),
-                    result: convert::verdict_by_name(&entry.result).into(),
-                    code_id: entry.code_id.to_string(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(pb::ListUsageResponse { entries: entries.into_iter().map(convert::usage_entry).collect() }))
     }
 }
 
@@ -233,14 +230,16 @@ impl<S: RegistryStore + CodeStore> pb::loan_service_server::LoanService for Hand
             _ => return Err(Status::invalid_argument("house_kind: NEW or SECOND_HAND")),
         };
         let command = LoanCommand {
+            request_id: convert::request_id("request_id", &request.request_id)?,
             borrower,
             co_borrower: party("co_borrower", request.co_borrower)?,
             house_price: Fen(request.house_price_fen),
             house,
             requested_term_years: (request.requested_term_years != 0).then_some(request.requested_term_years),
         };
-        let (evaluation, verification_ids) = self.service.evaluate_loan(command).await?;
+        let outcome = self.service.evaluate_loan(command).await?;
+        let evaluation = &outcome.evaluation;
         tracing::info!(policy = %evaluation.policy, eligible = evaluation.eligible, decided_by = ?evaluation.decided_by, "loan evaluated");
-        Ok(Response::new(convert::evaluation(evaluation, verification_ids)))
+        Ok(Response::new(convert::evaluation(outcome)))
     }
 }

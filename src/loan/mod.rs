@@ -69,8 +69,12 @@ pub enum Ineligibility {
     OutstandingLoan,
     /// More loans used than the policy allows.
     TooManyPreviousLoans,
-    /// Nothing to lend against.
+    /// Nothing to lend against: no balance at all.
     NoBalance,
+    /// A balance so small that the formula rounds the loan down to nothing.
+    BalanceTooLow,
+    /// A house price so low that the loan-to-price cap rounds the loan down to nothing.
+    PriceTooLow,
     /// A second-hand building too old for any term.
     BuildingTooOld,
 }
@@ -99,13 +103,34 @@ pub enum Cap {
     PriceRatio,
 }
 
+/// One reason for ineligibility: whose, and what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    /// Whose reason it is.
+    pub party: Role,
+    /// The reason.
+    pub reason: Ineligibility,
+}
+
 /// One line of the breakdown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// What was computed, in words and numbers.
     pub description: String,
     /// The amount it gives; `None` for steps about the term.
+    #[serde(rename = "amount_fen")]
     pub amount: Option<Fen>,
+}
+
+/// A deposit figure of a party is beyond what any home centre may publish
+/// (docs/code-format.md §8): such a code comes from a faulty issuer and is not evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {error}", name_of(party))]
+pub struct FigureOutOfRange {
+    /// Whose figure.
+    pub party: Role,
+    /// Which, and its bound.
+    pub error: crate::code::OutOfRange,
 }
 
 /// A figure the evaluation used, with its source.
@@ -127,13 +152,16 @@ pub struct Evaluation {
     /// Whether a loan is possible.
     pub eligible: bool,
     /// Why not, if not.
-    pub reasons: Vec<(Role, Ineligibility)>,
+    pub reasons: Vec<Reason>,
     /// Largest loan (0 when not eligible).
+    #[serde(rename = "max_amount_fen")]
     pub max_amount: Fen,
     /// Longest term, years (0 when no term is possible).
     pub max_term_years: u32,
-    /// Which limit decided the amount.
-    pub decided_by: Cap,
+    /// Whether the requested term is within `max_term_years`; `None` if none was requested.
+    pub requested_term_allowed: Option<bool>,
+    /// Which limit decided the amount; `None` when not eligible.
+    pub decided_by: Option<Cap>,
     /// The computation, step by step.
     pub steps: Vec<Step>,
     /// Every input figure and its source.
@@ -151,19 +179,19 @@ fn apply_ratio(amount: Fen, ratio: BasisPoints) -> Fen {
     Fen(u64::try_from(u128::from(amount.0) * u128::from(ratio) / u128::from(ONE)).unwrap_or(u64::MAX))
 }
 
-fn party_checks(policy: &LoanPolicy, role: Role, party: &Party, reasons: &mut Vec<(Role, Ineligibility)>) {
+fn party_checks(policy: &LoanPolicy, role: Role, party: &Party, reasons: &mut Vec<Reason>) {
     let deposit = &party.deposit;
     if deposit.account_status != AccountStatus::Normal {
-        reasons.push((role, Ineligibility::AccountNotNormal));
+        reasons.push(Reason { party: role, reason: Ineligibility::AccountNotNormal });
     }
     if deposit.continuous_months < policy.min_continuous_months {
-        reasons.push((role, Ineligibility::InsufficientContinuousDeposit));
+        reasons.push(Reason { party: role, reason: Ineligibility::InsufficientContinuousDeposit });
     }
     if policy.outstanding_loan_blocks && deposit.loan_state == LoanState::Outstanding {
-        reasons.push((role, Ineligibility::OutstandingLoan));
+        reasons.push(Reason { party: role, reason: Ineligibility::OutstandingLoan });
     }
     if policy.max_previous_loans.is_some_and(|max| deposit.loans_used > max) {
-        reasons.push((role, Ineligibility::TooManyPreviousLoans));
+        reasons.push(Reason { party: role, reason: Ineligibility::TooManyPreviousLoans });
     }
 }
 
@@ -194,6 +222,7 @@ fn party_formula(policy: &LoanPolicy, role: &str, party: &Party, steps: &mut Vec
         });
         return Fen(0);
     };
+    // Within the published bounds (checked by `evaluate`) no product overflows.
     let amount = apply_ratio(Fen(deposit.balance.0.saturating_mul(u64::from(policy.multiple))), step.coefficient);
     steps.push(Step {
         description: format!(
@@ -210,7 +239,12 @@ fn party_formula(policy: &LoanPolicy, role: &str, party: &Party, steps: &mut Vec
 }
 
 /// Evaluates an application under `policy`.
-pub fn evaluate(policy: &LoanPolicy, application: &LoanApplication) -> Evaluation {
+pub fn evaluate(policy: &LoanPolicy, application: &LoanApplication) -> Result<Evaluation, FigureOutOfRange> {
+    let parties = std::iter::once((Role::Borrower, &application.borrower))
+        .chain(application.co_borrower.as_ref().map(|co_borrower| (Role::CoBorrower, co_borrower)));
+    for (party, figures) in parties {
+        figures.deposit.check_bounds().map_err(|error| FigureOutOfRange { party, error })?;
+    }
     let mut reasons = Vec::new();
     let mut steps = Vec::new();
     let mut figures = Vec::new();
@@ -221,7 +255,8 @@ pub fn evaluate(policy: &LoanPolicy, application: &LoanApplication) -> Evaluatio
     if let Some(co_borrower) = &application.co_borrower {
         party_checks(policy, Role::CoBorrower, co_borrower, &mut reasons);
         party_figures("co_borrower", co_borrower, &mut figures);
-        formula = Fen(formula.0.saturating_add(party_formula(policy, "co-borrower", co_borrower, &mut steps).0));
+        let co_formula = party_formula(policy, "co-borrower", co_borrower, &mut steps);
+        formula = Fen(formula.0.checked_add(co_formula.0).expect("two bounded formula amounts fit u64"));
         steps.push(Step { description: "formula, both depositors together".into(), amount: Some(formula) });
     }
     figures.push(Figure {
@@ -268,8 +303,8 @@ pub fn evaluate(policy: &LoanPolicy, application: &LoanApplication) -> Evaluatio
         description: format!("lowest of the three, rounded down to {}", policy.rounding),
         amount: Some(amount),
     });
-    let balances = application.borrower.deposit.balance.0
-        + application.co_borrower.map_or(0, |co_borrower| co_borrower.deposit.balance.0);
+    let no_balance = application.borrower.deposit.balance.0 == 0
+        && application.co_borrower.is_none_or(|co_borrower| co_borrower.deposit.balance.0 == 0);
 
     let max_term_years = match application.house {
         House::New => policy.max_term_years,
@@ -288,37 +323,46 @@ pub fn evaluate(policy: &LoanPolicy, application: &LoanApplication) -> Evaluatio
                 amount: None,
             });
             if remaining == 0 {
-                reasons.push((Role::House, Ineligibility::BuildingTooOld));
+                reasons.push(Reason { party: Role::House, reason: Ineligibility::BuildingTooOld });
             }
             remaining.min(policy.max_term_years)
         }
     };
-    if let Some(requested) = application.requested_term_years {
+    let requested_term_allowed = application.requested_term_years.map(|requested| {
         figures.push(Figure {
             name: "requested_term_years".into(),
             value: requested.to_string(),
             source: Source::Request,
         });
-        if requested > max_term_years {
+        let allowed = (1..=max_term_years).contains(&requested);
+        if !allowed {
             steps.push(Step {
                 description: format!("requested term {requested} years exceeds the maximum {max_term_years} years"),
                 amount: None,
             });
         }
-    }
-    // A zero balance, or one so small that the loan rounds to nothing: nothing to lend against.
-    if balances == 0 || (amount.0 == 0 && reasons.is_empty()) {
-        reasons.push((Role::Borrower, Ineligibility::NoBalance));
+        allowed
+    });
+    // Nothing to lend against: no balance, or a loan that rounds down to nothing (say why).
+    if no_balance {
+        reasons.push(Reason { party: Role::Borrower, reason: Ineligibility::NoBalance });
+    } else if amount.0 == 0 && reasons.is_empty() {
+        let reason = match decided_by {
+            Cap::PriceRatio => Reason { party: Role::House, reason: Ineligibility::PriceTooLow },
+            Cap::Formula | Cap::AbsoluteCap => Reason { party: Role::Borrower, reason: Ineligibility::BalanceTooLow },
+        };
+        reasons.push(reason);
     }
     let eligible = reasons.is_empty();
-    Evaluation {
+    Ok(Evaluation {
         policy: policy.name.clone(),
         eligible,
         reasons,
         max_amount: if eligible { amount } else { Fen(0) },
         max_term_years: if eligible { max_term_years } else { 0 },
-        decided_by,
+        requested_term_allowed,
+        decided_by: eligible.then_some(decided_by),
         steps,
         figures,
-    }
+    })
 }

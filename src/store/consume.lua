@@ -1,28 +1,52 @@
--- Verification hot path, atomic: revocation check, single use, usage record, lookup grant,
--- live status. All keys carry the member's hash tag, so they share one Cluster slot.
--- KEYS: 1 code state ("R" once revoked; once used "<unix>|<centre>|<grant>|<claims>"),
---       2 usage list, 3 registry record
--- ARGV: 1 used state, 2 its TTL (s), 3 usage entry without its result
---       ("<unix>|<centre>|<purpose>|<code id>|"), 4 entries kept
+-- Verification hot path, atomic: revocation check, single use (a retry of the same request is
+-- recognised), usage record, lookup grant, live status. All keys carry the member's hash tag, so
+-- they share one Cluster slot.
+-- KEYS: 1 code state ("R" once revoked; once used "<centre>|<request id>|<unix>|<grant>|<claims>"),
+--       2 usage list of every verdict but VALID, 3 usage list of VALID entries, 4 registry record
+-- ARGV: 1 used state to set, or '' to only record the verdict ARGV[7] (an authentic code that
+--       failed an offline check), 2 TTL of the used state (s),
+--       3 usage entry key "<centre>|<purpose>|<code id>|", 4 now (unix), 5 entries kept per list,
+--       6 "<centre>|<request id>|" of this request, or '' without a request id, 7 see ARGV[1]
+-- Usage entries: "<centre>|<purpose>|<code id>|<verdict>|<first unix>|<last unix>|<count>".
 -- Each redis.call costs Redis's single thread about a microsecond beyond the command itself
 -- (docs/performance.md), so one SET NX GET both checks and consumes, the lookup grant rides in
--- the used state, LTRIM runs only once the list has outgrown its limit, and the live status is
+-- the used state, LTRIM runs only once a list has outgrown its limit, and the live status is
 -- read only for a valid code.
-local result
-local previous = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
-if not previous then
-  result = 'VALID'
-elseif previous == 'R' then
-  result = 'CODE_REVOKED'
-  previous = false
-else
-  result = 'ALREADY_USED'
+local result = ARGV[7]
+local previous = false
+if ARGV[1] ~= '' then
+  previous = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET', 'EX', ARGV[2])
+  if not previous then
+    result = 'VALID'
+  elseif previous == 'R' then
+    result = 'CODE_REVOKED'
+    previous = false
+  elseif ARGV[6] ~= '' and string.sub(previous, 1, #ARGV[6]) == ARGV[6] then
+    -- The same centre retrying the same request: that verification stands, nothing is added.
+    return {'REPEATED', previous, redis.call('GET', KEYS[4])}
+  else
+    result = 'ALREADY_USED'
+  end
 end
-if redis.call('LPUSH', KEYS[2], ARGV[3] .. result) > tonumber(ARGV[4]) then
-  redis.call('LTRIM', KEYS[2], 0, ARGV[4] - 1)
-end
-local live = false
+local kept = tonumber(ARGV[5])
 if result == 'VALID' then
-  live = redis.call('GET', KEYS[3])
+  -- VALID entries have a list of their own: at most one per code, so nothing a replayer does
+  -- can push them out.
+  if redis.call('LPUSH', KEYS[3], ARGV[3] .. 'VALID|' .. ARGV[4] .. '|' .. ARGV[4] .. '|1') > kept then
+    redis.call('LTRIM', KEYS[3], 0, kept - 1)
+  end
+  return {result, false, redis.call('GET', KEYS[4])}
 end
-return {result, previous, live}
+-- A repeat of the newest entry (a replayed code) counts up that entry instead of adding one.
+local prefix = ARGV[3] .. result .. '|'
+local newest = redis.call('LINDEX', KEYS[2], 0)
+local first, count
+if newest and string.sub(newest, 1, #prefix) == prefix then
+  first, count = string.match(newest, '^(%d+)|%d+|(%d+)$', #prefix + 1)
+end
+if count then
+  redis.call('LSET', KEYS[2], 0, prefix .. first .. '|' .. ARGV[4] .. '|' .. string.format('%d', math.min(tonumber(count) + 1, 4294967295)))
+elseif redis.call('LPUSH', KEYS[2], prefix .. ARGV[4] .. '|' .. ARGV[4] .. '|1') > kept then
+  redis.call('LTRIM', KEYS[2], 0, kept - 1)
+end
+return {result, previous, false}

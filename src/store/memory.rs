@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    CodeStore, CodeUse, Granted, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
-    USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry, UseOutcome,
+    CodeStore, CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RegistryStore,
+    RequestId, StoreError, Subject, USAGE_ALREADY_USED, USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID,
+    UsageEntry, UseOutcome,
 };
 use crate::clock::{Clock, Timestamp};
 use crate::code::{CentreCode, CodeId, DepositClaims};
@@ -15,15 +16,24 @@ struct State {
     registry: HashMap<Subject, RegistryRecord>,
     used: HashMap<(Subject, CodeId), Used>,
     revoked: HashMap<(Subject, CodeId), Timestamp>,
-    usage: HashMap<Subject, Vec<UsageEntry>>,
+    issued: HashMap<(Subject, CodeId), Timestamp>,
+    usage: HashMap<Subject, Usage>,
     digits: HashMap<String, (String, Timestamp)>,
     writes_since_sweep: u32,
+}
+
+/// A member's usage record: VALID entries apart, so that nothing a replayer causes displaces them.
+#[derive(Default)]
+struct Usage {
+    valid: Vec<UsageEntry>,
+    others: Vec<UsageEntry>,
 }
 
 /// A used mark and the lookup grant kept with it.
 struct Used {
     at: Timestamp,
     centre: CentreCode,
+    request_id: Option<RequestId>,
     grant: String,
     claims: DepositClaims,
     until: Timestamp,
@@ -42,6 +52,7 @@ impl State {
         self.writes_since_sweep = 0;
         self.used.retain(|_, used| now < used.until);
         self.revoked.retain(|_, until| now < *until);
+        self.issued.retain(|_, until| now < *until);
         self.digits.retain(|_, (_, until)| now < *until);
     }
 }
@@ -77,32 +88,54 @@ impl MemoryStore {
 }
 
 fn append_usage(state: &mut State, subject: Subject, entry: UsageEntry) {
-    let entries = state.usage.entry(subject).or_default();
-    entries.insert(0, entry);
-    entries.truncate(USAGE_ENTRIES_KEPT);
+    let usage = state.usage.entry(subject).or_default();
+    let entries = if entry.result == USAGE_VALID { &mut usage.valid } else { &mut usage.others };
+    match entries.first_mut() {
+        Some(newest) if entry.result != USAGE_VALID && newest.repeats(&entry) => {
+            newest.at = entry.at;
+            newest.count = newest.count.saturating_add(1);
+        }
+        _ => {
+            entries.insert(0, entry);
+            entries.truncate(USAGE_ENTRIES_KEPT);
+        }
+    }
 }
 
 impl RegistryStore for MemoryStore {
-    async fn publish(&self, records: &[(Subject, RegistryRecord)]) -> Result<PublishCounts, StoreError> {
+    async fn publish(
+        &self,
+        records: &[(Subject, RegistryRecord)],
+        max_version_step: u64,
+    ) -> Result<PublishOutcome, StoreError> {
         let mut state = self.state();
-        let mut counts = PublishCounts::default();
-        for (subject, record) in records {
-            let newer = state
-                .registry
-                .get(subject)
-                .is_none_or(|stored| record.status.registry_version > stored.status.registry_version);
-            if newer {
-                state.registry.insert(*subject, record.clone());
-                counts.applied += 1;
-            } else {
-                counts.ignored_not_newer += 1;
+        let mut outcome = PublishOutcome::default();
+        for (index, (subject, record)) in records.iter().enumerate() {
+            let version = record.status.registry_version;
+            match state.registry.get(subject).map(|stored| stored.status.registry_version) {
+                Some(stored) if version <= stored => outcome.counts.ignored_not_newer += 1,
+                Some(stored) if version - stored > max_version_step => {
+                    outcome.rejected.push((index, PublishRejection::VersionStepTooLarge));
+                }
+                _ => {
+                    state.registry.insert(*subject, record.clone());
+                    outcome.counts.applied += 1;
+                }
             }
         }
-        Ok(counts)
+        Ok(outcome)
     }
 
     async fn get(&self, subject: Subject) -> Result<Option<RegistryRecord>, StoreError> {
         Ok(self.state().registry.get(&subject).cloned())
+    }
+
+    async fn remove(&self, subject: Subject) -> Result<bool, StoreError> {
+        Ok(self.state().registry.remove(&subject).is_some())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -114,15 +147,23 @@ impl CodeStore for MemoryStore {
         let mut state = self.state();
         state.note_write(now);
         let revoked = state.revoked.get(&key).is_some_and(|until| now < *until);
-        let previous = state.used.get(&key).filter(|used| now < used.until).map(|used| (used.at, used.centre));
+        let previous = state.used.get(&key).filter(|used| now < used.until);
         let (outcome, result) = if revoked {
             (UseOutcome::Revoked, USAGE_CODE_REVOKED)
-        } else if let Some((at, centre)) = previous {
-            (UseOutcome::AlreadyUsed { at, centre }, USAGE_ALREADY_USED)
+        } else if let Some(used) = previous {
+            let retry = code_use.request_id.is_some()
+                && used.centre == code_use.centre
+                && used.request_id == code_use.request_id;
+            if retry {
+                let live = state.registry.get(&code_use.subject).cloned();
+                return Ok(UseOutcome::Repeated { live, grant: used.grant.clone() });
+            }
+            (UseOutcome::AlreadyUsed { at: used.at, centre: used.centre }, USAGE_ALREADY_USED)
         } else {
             let used = Used {
                 at: code_use.at,
                 centre: code_use.centre,
+                request_id: code_use.request_id.clone(),
                 grant: code_use.grant.clone(),
                 claims: code_use.claims,
                 until,
@@ -130,13 +171,7 @@ impl CodeStore for MemoryStore {
             state.used.insert(key, used);
             (UseOutcome::Consumed { live: state.registry.get(&code_use.subject).cloned() }, USAGE_VALID)
         };
-        let entry = UsageEntry {
-            at: code_use.at,
-            centre: code_use.centre,
-            purpose: code_use.purpose,
-            result: result.into(),
-            code_id: code_use.code_id,
-        };
+        let entry = UsageEntry::single(code_use.at, code_use.centre, code_use.purpose, result, code_use.code_id);
         append_usage(&mut state, code_use.subject, entry);
         Ok(outcome)
     }
@@ -147,15 +182,21 @@ impl CodeStore for MemoryStore {
     }
 
     async fn usage(&self, subject: Subject) -> Result<Vec<UsageEntry>, StoreError> {
-        Ok(self.state().usage.get(&subject).cloned().unwrap_or_default())
+        let state = self.state();
+        let Some(usage) = state.usage.get(&subject) else { return Ok(Vec::new()) };
+        Ok(super::merge_usage(usage.valid.clone(), usage.others.clone()))
     }
 
-    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<(), StoreError> {
+    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let now = self.clock.now();
         let until = self.deadline(ttl_seconds);
         let mut state = self.state();
-        state.note_write(self.clock.now());
+        if state.issued.get(&(subject, code_id)).is_none_or(|until| now >= *until) {
+            return Ok(false);
+        }
+        state.note_write(now);
         state.revoked.insert((subject, code_id), until);
-        Ok(())
+        Ok(true)
     }
 
     async fn lookup_granted(
@@ -178,15 +219,16 @@ impl CodeStore for MemoryStore {
         }))
     }
 
-    async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+    async fn put_issued(&self, issued: &IssuedMark<'_>, ttl_seconds: u64) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let until = self.deadline(ttl_seconds);
         let mut state = self.state();
         state.note_write(now);
-        if state.digits.get(digits).is_some_and(|(_, deadline)| now < *deadline) {
+        state.issued.insert((issued.subject, issued.code_id), until);
+        if state.digits.get(issued.digits).is_some_and(|(_, deadline)| now < *deadline) {
             return Ok(false);
         }
-        state.digits.insert(digits.to_owned(), (text.to_owned(), until));
+        state.digits.insert(issued.digits.to_owned(), (issued.text.to_owned(), until));
         Ok(true)
     }
 

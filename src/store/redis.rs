@@ -1,5 +1,6 @@
 //! Redis store: namespaced keys hashed by member (Cluster-ready), Lua scripts for every multi-key step, one round trip each.
 
+use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -7,8 +8,9 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands, IntoConnectionInfo, RedisError, Script};
 
 use super::{
-    CodeStore, CodeUse, Granted, PublishCounts, RegistryRecord, RegistryStore, StoreError, Subject, USAGE_ALREADY_USED,
-    USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry, UseOutcome,
+    CodeStore, CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RegistryStore,
+    StoreError, Subject, USAGE_ALREADY_USED, USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry,
+    UseOutcome,
 };
 use crate::clock::Timestamp;
 use crate::code::{CentreCode, CodeId, DepositClaims, Fen, Purpose};
@@ -20,8 +22,8 @@ pub struct RedisSettings {
     pub url: String,
     /// Prefix of every key, so that several deployments can share one Redis.
     pub key_prefix: String,
-    /// Longest wait for one command (and for a connection attempt); past it the call fails
-    /// with UNAVAILABLE instead of hanging.
+    /// Longest wait for one store operation, reconnecting included; past it the operation
+    /// fails with [`StoreError::Unavailable`] instead of hanging.
     pub timeout: Duration,
 }
 
@@ -30,10 +32,11 @@ pub struct RedisSettings {
 pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
+    timeout: Duration,
     consume: Script,
     publish: Script,
     lookup: Script,
-    append_usage: Script,
+    revoke: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -45,6 +48,9 @@ impl std::fmt::Debug for RedisStore {
 fn unavailable(error: RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
+
+/// The outcome words `consume.lua` answers besides the usage verdicts.
+const SCRIPT_REPEATED: &str = "REPEATED";
 
 impl RedisStore {
     /// Creates the store without waiting for Redis: the connection is made on first use and
@@ -68,11 +74,22 @@ impl RedisStore {
         Ok(Self {
             connection,
             prefix: settings.key_prefix.clone(),
+            timeout: settings.timeout,
             consume: Script::new(include_str!("consume.lua")),
             publish: Script::new(include_str!("publish.lua")),
             lookup: Script::new(include_str!("lookup.lua")),
-            append_usage: Script::new(include_str!("append_usage.lua")),
+            revoke: Script::new(include_str!("revoke.lua")),
         })
+    }
+
+    /// Runs one store operation within the timeout. The connection manager's own timeouts
+    /// cover each command, not a reconnection or a script reload around it: this bounds the
+    /// whole operation, so a caller never waits longer than `store.timeout_ms` for one.
+    async fn bounded<T>(&self, operation: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
+        }
     }
 
     /// Loads every script into Redis's script cache, so that the hot path is one EVALSHA
@@ -81,23 +98,24 @@ impl RedisStore {
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         let mut pipe = redis::pipe();
-        for script in [&self.consume, &self.publish, &self.lookup, &self.append_usage] {
+        for script in [&self.consume, &self.publish, &self.lookup, &self.revoke] {
             pipe.load_script(script).ignore();
         }
-        pipe.query_async::<()>(&mut connection).await.map_err(unavailable)
+        self.bounded(pipe.query_async::<()>(&mut connection)).await
     }
 
     fn subject_key(&self, subject: Subject, suffix: impl std::fmt::Display) -> String {
         format!("{}:{{{}}}:{suffix}", self.prefix, subject.storage_key())
     }
 
+    fn code_key(&self, subject: Subject, code_id: CodeId) -> String {
+        self.subject_key(subject, format_args!("code:{code_id}"))
+    }
+
     fn digits_key(&self, digits: &str) -> String {
         format!("{}:{{d:{digits}}}", self.prefix)
     }
 }
-
-/// The code state of a revoked code (a used code's is [`UsedState`]); `consume.lua` knows it too.
-const REVOKED_MARK: &str = "R";
 
 /// Deposit claims as Redis keeps them, in a registry record and with a lookup grant:
 /// `<version>|<account status>|<balance fen>|<monthly deposit fen>|<continuous months>|
@@ -179,24 +197,28 @@ fn decode_record(stored: Option<String>) -> Result<Option<RegistryRecord>, Store
     }))
 }
 
-/// `<unix>|<centre>|<purpose>|<code id>|` — the result is appended by the script.
-fn usage_prefix(at: Timestamp, centre: CentreCode, purpose: Purpose, code_id: CodeId) -> String {
-    format!("{}|{centre}|{}|{code_id}|", at.unix(), purpose.as_str())
+/// `<centre>|<purpose>|<code id>|`: what a usage entry and its repeats share; the script adds
+/// `<verdict>|<first unix>|<last unix>|<count>`.
+fn usage_key(centre: CentreCode, purpose: Purpose, code_id: CodeId) -> String {
+    format!("{centre}|{}|{code_id}|", purpose.as_str())
 }
 
 fn decode_usage(line: &str) -> Result<UsageEntry, StoreError> {
-    let mut fields = Fields::new(line, 5, "usage entry");
-    let at = Timestamp::from_unix(fields.parsed()?);
+    let mut fields = Fields::new(line, 7, "usage entry");
     let centre = fields.parsed()?;
     let purpose = fields.parsed()?;
     let mut code_id = [0u8; 12];
     hex::decode_to_slice(fields.text()?, &mut code_id).map_err(|_| StoreError::Corrupt("usage entry".into()))?;
     let result = fields.text()?.to_owned();
-    Ok(UsageEntry { at, centre, purpose, result, code_id: CodeId::from_bytes(code_id) })
+    let first_at = Timestamp::from_unix(fields.parsed()?);
+    let at = Timestamp::from_unix(fields.parsed()?);
+    let count = fields.parsed()?;
+    Ok(UsageEntry { at, first_at, count, centre, purpose, result, code_id: CodeId::from_bytes(code_id) })
 }
 
-/// The state of a used code: `<unix>|<centre>|<grant>|<claims>`, the claims as
-/// [`StoredStatus`] writes them.
+/// The state of a used code: `<centre>|<request id>|<unix>|<grant>|<claims>`, the claims as
+/// [`StoredStatus`] writes them. The centre and request id lead, so that `consume.lua`
+/// recognises a retry by its prefix.
 struct UsedState<'a> {
     at: Timestamp,
     centre: CentreCode,
@@ -205,22 +227,35 @@ struct UsedState<'a> {
 }
 
 fn decode_used(value: &str) -> Result<UsedState<'_>, StoreError> {
-    let mut fields = Fields::new(value, 10, "used mark");
+    let mut fields = Fields::new(value, 11, "used mark");
+    let centre = fields.parsed()?;
+    let _request_id = fields.text()?;
     Ok(UsedState {
         at: Timestamp::from_unix(fields.parsed()?),
-        centre: fields.parsed()?,
+        centre,
         grant: fields.text()?,
         claims: fields.status()?,
     })
 }
 
+/// `<centre>|<request id>|` of a verification, as its used state starts; empty without a
+/// request id, which never matches.
+fn retry_prefix(code_use: &CodeUse) -> String {
+    code_use.request_id.as_ref().map(|id| format!("{}|{}|", code_use.centre, id.as_str())).unwrap_or_default()
+}
+
 impl RegistryStore for RedisStore {
-    async fn publish(&self, records: &[(Subject, RegistryRecord)]) -> Result<PublishCounts, StoreError> {
+    async fn publish(
+        &self,
+        records: &[(Subject, RegistryRecord)],
+        max_version_step: u64,
+    ) -> Result<PublishOutcome, StoreError> {
+        let mut outcome = PublishOutcome::default();
         if records.is_empty() {
-            return Ok(PublishCounts::default());
+            return Ok(outcome);
         }
         // One round trip for the batch: load the script (a restart may have flushed the cache),
-        // then one compare-and-set per record.
+        // then one compare-and-set per record, each answering for its own record.
         let mut pipe = redis::pipe();
         pipe.load_script(&self.publish).ignore();
         for (subject, record) in records {
@@ -228,46 +263,111 @@ impl RegistryStore for RedisStore {
             invocation
                 .key(self.subject_key(*subject, "record"))
                 .arg(record.status.registry_version)
-                .arg(encode_record(record));
+                .arg(encode_record(record))
+                .arg(max_version_step);
             pipe.invoke_script(&invocation);
         }
         let mut connection = self.connection.clone();
-        let applied: Vec<u8> = pipe.query_async(&mut connection).await.map_err(unavailable)?;
-        let applied_count = applied.iter().filter(|flag| **flag == 1).count() as u32;
-        Ok(PublishCounts { applied: applied_count, ignored_not_newer: records.len() as u32 - applied_count })
+        let answers: Vec<u8> = self.bounded(pipe.query_async(&mut connection)).await?;
+        if answers.len() != records.len() {
+            return Err(StoreError::Corrupt(format!("{} answers to {} records", answers.len(), records.len())));
+        }
+        for (index, answer) in answers.into_iter().enumerate() {
+            match answer {
+                1 => outcome.counts.applied += 1,
+                0 => outcome.counts.ignored_not_newer += 1,
+                2 => outcome.rejected.push((index, PublishRejection::VersionStepTooLarge)),
+                _ => outcome.rejected.push((index, PublishRejection::StoredRecordUnreadable)),
+            }
+        }
+        Ok(outcome)
     }
 
     async fn get(&self, subject: Subject) -> Result<Option<RegistryRecord>, StoreError> {
         let mut connection = self.connection.clone();
-        let stored: Option<String> = connection.get(self.subject_key(subject, "record")).await.map_err(unavailable)?;
+        let stored: Option<String> = self.bounded(connection.get(self.subject_key(subject, "record"))).await?;
         decode_record(stored)
+    }
+
+    async fn remove(&self, subject: Subject) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let removed: u32 = self.bounded(connection.del(self.subject_key(subject, "record"))).await?;
+        Ok(removed > 0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.bounded(redis::cmd("PING").query_async::<()>(&mut connection)).await
+    }
+}
+
+/// What one run of `consume.lua` does besides recording a usage entry.
+enum ScriptMode<'a> {
+    /// Consume the code, setting this used state (unless a retry of this request prefix).
+    Consume { used_state: String, ttl_seconds: u64, retry_prefix: String },
+    /// Only record this verdict of a code that failed an offline check.
+    Record { verdict: &'a str },
+}
+
+impl RedisStore {
+    /// One run of `consume.lua` for the usage entry `entry_key` at `at`.
+    async fn run_consume(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        entry_key: &str,
+        at: Timestamp,
+        mode: ScriptMode<'_>,
+    ) -> Result<(String, Option<String>, Option<String>), StoreError> {
+        let (used_state, ttl_seconds, retry_prefix, verdict) = match mode {
+            ScriptMode::Consume { used_state, ttl_seconds, retry_prefix } => {
+                (used_state, ttl_seconds, retry_prefix, "")
+            }
+            ScriptMode::Record { verdict } => (String::new(), 1, String::new(), verdict),
+        };
+        let mut invocation = self.consume.prepare_invoke();
+        invocation
+            .key(self.code_key(subject, code_id))
+            .key(self.subject_key(subject, "usage"))
+            .key(self.subject_key(subject, "usage:valid"))
+            .key(self.subject_key(subject, "record"))
+            .arg(used_state)
+            .arg(ttl_seconds.max(1))
+            .arg(entry_key)
+            .arg(at.unix())
+            .arg(USAGE_ENTRIES_KEPT)
+            .arg(retry_prefix)
+            .arg(verdict);
+        let mut connection = self.connection.clone();
+        self.bounded(invocation.invoke_async(&mut connection)).await
     }
 }
 
 impl CodeStore for RedisStore {
     async fn consume(&self, code_use: &CodeUse) -> Result<UseOutcome, StoreError> {
-        let code = code_use.code_id.to_string();
-        let subject = code_use.subject;
-        let mut invocation = self.consume.prepare_invoke();
-        invocation
-            .key(self.subject_key(subject, format_args!("code:{code}")))
-            .key(self.subject_key(subject, "usage"))
-            .key(self.subject_key(subject, "record"))
-            .arg(format!(
-                "{}|{}|{}|{}",
-                code_use.at.unix(),
-                code_use.centre,
-                code_use.grant,
-                StoredStatus(&code_use.claims)
-            ))
-            .arg(code_use.used_ttl_seconds.max(1))
-            .arg(usage_prefix(code_use.at, code_use.centre, code_use.purpose, code_use.code_id))
-            .arg(USAGE_ENTRIES_KEPT);
-        let mut connection = self.connection.clone();
-        let (result, previous, live): (String, Option<String>, Option<String>) =
-            invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
+        let used_state = format!(
+            "{}|{}|{}|{}|{}",
+            code_use.centre,
+            code_use.request_id.as_ref().map_or("", |id| id.as_str()),
+            code_use.at.unix(),
+            code_use.grant,
+            StoredStatus(&code_use.claims)
+        );
+        let entry_key = usage_key(code_use.centre, code_use.purpose, code_use.code_id);
+        let mode = ScriptMode::Consume {
+            used_state,
+            ttl_seconds: code_use.used_ttl_seconds,
+            retry_prefix: retry_prefix(code_use),
+        };
+        let (result, previous, live) =
+            self.run_consume(code_use.subject, code_use.code_id, &entry_key, code_use.at, mode).await?;
         match result.as_str() {
             USAGE_VALID => Ok(UseOutcome::Consumed { live: decode_record(live)? }),
+            SCRIPT_REPEATED => {
+                let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
+                let grant = decode_used(&previous)?.grant.to_owned();
+                Ok(UseOutcome::Repeated { live: decode_record(live)?, grant })
+            }
             USAGE_ALREADY_USED => {
                 let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
                 let used = decode_used(&previous)?;
@@ -279,25 +379,29 @@ impl CodeStore for RedisStore {
     }
 
     async fn record_usage(&self, subject: Subject, entry: &UsageEntry) -> Result<(), StoreError> {
-        let mut invocation = self.append_usage.prepare_invoke();
-        let line = usage_prefix(entry.at, entry.centre, entry.purpose, entry.code_id) + &entry.result;
-        invocation.key(self.subject_key(subject, "usage")).arg(line).arg(USAGE_ENTRIES_KEPT);
-        let mut connection = self.connection.clone();
-        invocation.invoke_async::<i64>(&mut connection).await.map(drop).map_err(unavailable)
+        let entry_key = usage_key(entry.centre, entry.purpose, entry.code_id);
+        let mode = ScriptMode::Record { verdict: &entry.result };
+        self.run_consume(subject, entry.code_id, &entry_key, entry.at, mode).await.map(drop)
     }
 
     async fn usage(&self, subject: Subject) -> Result<Vec<UsageEntry>, StoreError> {
         let mut connection = self.connection.clone();
-        let lines: Vec<String> =
-            connection.lrange(self.subject_key(subject, "usage"), 0, -1).await.map_err(unavailable)?;
-        lines.iter().map(|line| decode_usage(line)).collect()
+        let mut pipe = redis::pipe();
+        pipe.lrange(self.subject_key(subject, "usage:valid"), 0, -1).lrange(self.subject_key(subject, "usage"), 0, -1);
+        let (valid, others): (Vec<String>, Vec<String>) = self.bounded(pipe.query_async(&mut connection)).await?;
+        let decode = |lines: Vec<String>| lines.iter().map(|line| decode_usage(line)).collect::<Result<Vec<_>, _>>();
+        Ok(super::merge_usage(decode(valid)?, decode(others)?))
     }
 
-    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<(), StoreError> {
+    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let mut invocation = self.revoke.prepare_invoke();
+        invocation
+            .key(self.subject_key(subject, format_args!("issued:{code_id}")))
+            .key(self.code_key(subject, code_id))
+            .arg(ttl_seconds.max(1));
         let mut connection = self.connection.clone();
-        // Overwrites a used mark too: a revoked code answers CODE_REVOKED from then on.
-        let key = self.subject_key(subject, format_args!("code:{code_id}"));
-        connection.set_ex::<_, _, ()>(key, REVOKED_MARK, ttl_seconds.max(1)).await.map_err(unavailable)
+        let revoked: u8 = self.bounded(invocation.invoke_async(&mut connection)).await?;
+        Ok(revoked == 1)
     }
 
     async fn lookup_granted(
@@ -307,12 +411,10 @@ impl CodeStore for RedisStore {
         grant: &str,
     ) -> Result<Option<Granted>, StoreError> {
         let mut invocation = self.lookup.prepare_invoke();
-        invocation
-            .key(self.subject_key(subject, format_args!("code:{code_id}")))
-            .key(self.subject_key(subject, "record"));
+        invocation.key(self.code_key(subject, code_id)).key(self.subject_key(subject, "record"));
         let mut connection = self.connection.clone();
         let (state, live): (Option<String>, Option<String>) =
-            invocation.invoke_async(&mut connection).await.map_err(unavailable)?;
+            self.bounded(invocation.invoke_async(&mut connection)).await?;
         let Some(state) = state else { return Ok(None) };
         let used = decode_used(&state)?;
         if !super::same_secret(used.grant, grant) {
@@ -321,23 +423,22 @@ impl CodeStore for RedisStore {
         Ok(Some(Granted { verified_at: used.at, claims: used.claims, live: decode_record(live)? }))
     }
 
-    async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+    async fn put_issued(&self, issued: &IssuedMark<'_>, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let ttl = ttl_seconds.max(1);
+        // One round trip. The two keys live in different slots (the digits must resolve without
+        // knowing the member), so this is a pipeline, not a script; each write is idempotent.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(self.subject_key(issued.subject, format_args!("issued:{}", issued.code_id))).arg(1);
+        pipe.arg("EX").arg(ttl).ignore();
+        pipe.cmd("SET").arg(self.digits_key(issued.digits)).arg(issued.text).arg("NX").arg("EX").arg(ttl);
         let mut connection = self.connection.clone();
-        let stored: Option<String> = redis::cmd("SET")
-            .arg(self.digits_key(digits))
-            .arg(text)
-            .arg("NX")
-            .arg("EX")
-            .arg(ttl_seconds.max(1))
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        let (stored,): (Option<String>,) = self.bounded(pipe.query_async(&mut connection)).await?;
         Ok(stored.is_some())
     }
 
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {
         let mut connection = self.connection.clone();
-        connection.get(self.digits_key(digits)).await.map_err(unavailable)
+        self.bounded(connection.get(self.digits_key(digits))).await
     }
 }
 

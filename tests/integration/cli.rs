@@ -321,9 +321,11 @@ fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
     let output = evaluate(LATER, &["--policy", "jiaozuo-2024", "--policy", "jiaozuo-before-2024", "--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let evaluations: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(evaluations[0]["max_amount"], 56_000_000);
+    assert_eq!(evaluations[0]["max_amount_fen"], 56_000_000);
     assert_eq!(evaluations[0]["decided_by"], "price-ratio");
-    assert_eq!(evaluations[1]["max_amount"], 32_000_000);
+    assert_eq!(evaluations[1]["max_amount_fen"], 32_000_000);
+    // The policies are Jiaozuo's, the counter Shenzhen's: said, not silently applied.
+    assert!(String::from_utf8_lossy(&output.stderr).contains("policy jiaozuo-2024 belongs to centre 410800"));
     assert_eq!(evaluations[0]["figures"][1]["source"], "code-claims");
     let table = evaluate(LATER, &[]);
     assert!(stdout(&table).contains("560000.00"), "{}", stdout(&table));

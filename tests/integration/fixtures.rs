@@ -130,12 +130,12 @@ pub fn largest_claims() -> Claims {
         subject: liangma::code::SubjectRef::from_bytes([0xff; 12]),
         deposit: DepositClaims {
             account_status: AccountStatus::Closed,
-            balance: Fen(10_000_000_000),
-            monthly_deposit: Fen(100_000_000),
-            continuous_months: 1_200,
+            balance: Fen(liangma::code::bounds::MAX_BALANCE_FEN),
+            monthly_deposit: Fen(liangma::code::bounds::MAX_MONTHLY_DEPOSIT_FEN),
+            continuous_months: liangma::code::bounds::MAX_CONTINUOUS_MONTHS,
             loan_state: LoanState::Settled,
-            loans_used: 99,
-            registry_version: 4_102_444_800_000,
+            loans_used: liangma::code::bounds::MAX_LOANS_USED,
+            registry_version: liangma::code::bounds::MAX_REGISTRY_VERSION,
         },
     }
 }

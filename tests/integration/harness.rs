@@ -147,14 +147,20 @@ impl App {
     }
 
     pub async fn verify_text(&self, text: &str) -> Result<pb::VerifyCodeResponse, tonic::Status> {
-        let request =
-            pb::VerifyCodeRequest { code: Some(pb::verify_code_request::Code::Text(text.into())), purpose: 0 };
+        let request = pb::VerifyCodeRequest {
+            code: Some(pb::verify_code_request::Code::Text(text.into())),
+            purpose: 0,
+            request_id: String::new(),
+        };
         self.verifier().await.verify_code(request).await.map(tonic::Response::into_inner)
     }
 
     pub async fn verify_digits(&self, digits: &str) -> Result<pb::VerifyCodeResponse, tonic::Status> {
-        let request =
-            pb::VerifyCodeRequest { code: Some(pb::verify_code_request::Code::Digits(digits.into())), purpose: 0 };
+        let request = pb::VerifyCodeRequest {
+            code: Some(pb::verify_code_request::Code::Digits(digits.into())),
+            purpose: 0,
+            request_id: String::new(),
+        };
         self.verifier().await.verify_code(request).await.map(tonic::Response::into_inner)
     }
 
@@ -171,4 +177,8 @@ impl App {
 
 pub fn verdict(response: &pb::VerifyCodeResponse) -> pb::Verdict {
     pb::Verdict::try_from(response.verdict).unwrap()
+}
+
+pub fn result_of(entry: &pb::UsageEntry) -> pb::Verdict {
+    pb::Verdict::try_from(entry.result).unwrap()
 }

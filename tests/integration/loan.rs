@@ -3,7 +3,9 @@
 use proptest::prelude::*;
 
 use liangma::code::{AccountStatus, DepositClaims, Fen, LoanState};
-use liangma::loan::{Cap, House, Ineligibility, LoanApplication, LoanPolicy, Party, Role, Source, evaluate};
+use liangma::loan::{
+    Cap, Evaluation, House, Ineligibility, LoanApplication, LoanPolicy, Party, Role, Source, evaluate,
+};
 
 fn now() -> LoanPolicy {
     LoanPolicy::load("jiaozuo-2024").unwrap()
@@ -32,6 +34,14 @@ fn depositor(balance_yuan: u64, months: u32) -> Party {
     }
 }
 
+fn eval(policy: &LoanPolicy, application: &LoanApplication) -> Evaluation {
+    evaluate(policy, application).unwrap()
+}
+
+fn reasons(evaluation: &Evaluation) -> Vec<(Role, Ineligibility)> {
+    evaluation.reasons.iter().map(|reason| (reason.party, reason.reason)).collect()
+}
+
 fn new_house(borrower: Party, price_yuan: u64) -> LoanApplication {
     LoanApplication {
         borrower,
@@ -44,10 +54,10 @@ fn new_house(borrower: Party, price_yuan: u64) -> LoanApplication {
 
 #[test]
 fn the_worked_example_gives_560000_decided_by_the_price_ratio() {
-    let evaluation = evaluate(&now(), &new_house(depositor(20_000, 30), 700_000));
+    let evaluation = eval(&now(), &new_house(depositor(20_000, 30), 700_000));
     assert!(evaluation.eligible);
     assert_eq!(evaluation.max_amount, yuan(560_000));
-    assert_eq!(evaluation.decided_by, Cap::PriceRatio);
+    assert_eq!(evaluation.decided_by, Some(Cap::PriceRatio));
     assert_eq!(evaluation.max_term_years, 30);
     let formula = &evaluation.steps[0];
     assert_eq!(formula.amount, Some(yuan(600_000)), "{}", formula.description);
@@ -62,56 +72,57 @@ fn the_worked_example_gives_560000_decided_by_the_price_ratio() {
 #[test]
 fn the_same_member_under_the_previous_policy() {
     // 20,000 × 20 × 0.8 (30 months: below the 36 then needed) = 320,000; 60% of 700,000 = 420,000.
-    let evaluation = evaluate(&before(), &new_house(depositor(20_000, 30), 700_000));
+    let evaluation = eval(&before(), &new_house(depositor(20_000, 30), 700_000));
     assert_eq!(evaluation.max_amount, yuan(320_000));
-    assert_eq!(evaluation.decided_by, Cap::Formula);
+    assert_eq!(evaluation.decided_by, Some(Cap::Formula));
 }
 
 #[test]
 fn exactly_24_months_reach_the_full_coefficient_23_do_not() {
-    let at_24 = evaluate(&now(), &new_house(depositor(20_000, 24), 2_000_000));
-    let at_23 = evaluate(&now(), &new_house(depositor(20_000, 23), 2_000_000));
+    let at_24 = eval(&now(), &new_house(depositor(20_000, 24), 2_000_000));
+    let at_23 = eval(&now(), &new_house(depositor(20_000, 23), 2_000_000));
     assert_eq!(at_24.max_amount, yuan(600_000));
     assert_eq!(at_23.max_amount, yuan(480_000));
-    assert_eq!((at_24.decided_by, at_23.decided_by), (Cap::Formula, Cap::Formula));
+    assert_eq!((at_24.decided_by, at_23.decided_by), (Some(Cap::Formula), Some(Cap::Formula)));
 }
 
 #[test]
 fn the_absolute_cap_of_800000() {
-    let evaluation = evaluate(&now(), &new_house(depositor(40_000, 60), 2_000_000));
+    let evaluation = eval(&now(), &new_house(depositor(40_000, 60), 2_000_000));
     assert_eq!(evaluation.steps[0].amount, Some(yuan(1_200_000)));
     assert_eq!(evaluation.max_amount, yuan(800_000));
-    assert_eq!(evaluation.decided_by, Cap::AbsoluteCap);
-    assert_eq!(evaluate(&before(), &new_house(depositor(40_000, 60), 2_000_000)).max_amount, yuan(600_000));
+    assert_eq!(evaluation.decided_by, Some(Cap::AbsoluteCap));
+    assert_eq!(eval(&before(), &new_house(depositor(40_000, 60), 2_000_000)).max_amount, yuan(600_000));
 }
 
 #[test]
 fn zero_balance_abnormal_account_and_outstanding_loan_are_not_eligible() {
-    let zero = evaluate(&now(), &new_house(depositor(0, 30), 700_000));
+    let zero = eval(&now(), &new_house(depositor(0, 30), 700_000));
     assert!(!zero.eligible);
-    assert_eq!(zero.reasons, [(Role::Borrower, Ineligibility::NoBalance)]);
+    assert_eq!(reasons(&zero), [(Role::Borrower, Ineligibility::NoBalance)]);
     assert_eq!(zero.max_amount, Fen(0));
 
     let mut sealed = depositor(20_000, 30);
     sealed.deposit.account_status = AccountStatus::Sealed;
     assert_eq!(
-        evaluate(&now(), &new_house(sealed, 700_000)).reasons,
+        reasons(&eval(&now(), &new_house(sealed, 700_000))),
         [(Role::Borrower, Ineligibility::AccountNotNormal)]
     );
 
     let mut repaying = depositor(20_000, 30);
     repaying.deposit.loan_state = LoanState::Outstanding;
     repaying.deposit.loans_used = 1;
-    let evaluation = evaluate(&now(), &new_house(repaying, 700_000));
-    assert_eq!(evaluation.reasons, [(Role::Borrower, Ineligibility::OutstandingLoan)]);
+    let evaluation = eval(&now(), &new_house(repaying, 700_000));
+    assert_eq!(reasons(&evaluation), [(Role::Borrower, Ineligibility::OutstandingLoan)]);
+    assert_eq!(evaluation.decided_by, None, "no cap decides an ineligible application");
     assert_eq!((evaluation.max_amount, evaluation.max_term_years), (Fen(0), 0));
 
     let mut settled = repaying;
     settled.deposit.loan_state = LoanState::Settled;
-    assert!(evaluate(&now(), &new_house(settled, 700_000)).eligible, "a settled first loan does not block");
+    assert!(eval(&now(), &new_house(settled, 700_000)).eligible, "a settled first loan does not block");
 
-    let short = evaluate(&now(), &new_house(depositor(20_000, 5), 700_000));
-    assert_eq!(short.reasons, [(Role::Borrower, Ineligibility::InsufficientContinuousDeposit)]);
+    let short = eval(&now(), &new_house(depositor(20_000, 5), 700_000));
+    assert_eq!(reasons(&short), [(Role::Borrower, Ineligibility::InsufficientContinuousDeposit)]);
 }
 
 #[test]
@@ -119,17 +130,17 @@ fn two_party_depositors_add_their_formulas() {
     // 20,000 × 30 × 1.0 + 10,000 × 30 × 0.8 = 840,000 -> capped at 800,000.
     let mut application = new_house(depositor(20_000, 30), 1_500_000);
     application.co_borrower = Some(depositor(10_000, 12));
-    let evaluation = evaluate(&now(), &application);
+    let evaluation = eval(&now(), &application);
     assert_eq!(evaluation.steps[2].amount, Some(yuan(840_000)));
-    assert_eq!((evaluation.max_amount, evaluation.decided_by), (yuan(800_000), Cap::AbsoluteCap));
+    assert_eq!((evaluation.max_amount, evaluation.decided_by), (yuan(800_000), Some(Cap::AbsoluteCap)));
     // Under the previous policy two-party depositors had 80% instead of 60%:
     // 20,000 × 20 × 0.8 + 10,000 × 20 × 0.6 = 440,000; 80% of 500,000 = 400,000.
     application.house_price = yuan(500_000);
-    let earlier = evaluate(&before(), &application);
-    assert_eq!((earlier.max_amount, earlier.decided_by), (yuan(400_000), Cap::PriceRatio));
+    let earlier = eval(&before(), &application);
+    assert_eq!((earlier.max_amount, earlier.decided_by), (yuan(400_000), Some(Cap::PriceRatio)));
     // A co-borrower's problem is reported as theirs.
     application.co_borrower.as_mut().unwrap().deposit.account_status = AccountStatus::Frozen;
-    assert_eq!(evaluate(&now(), &application).reasons, [(Role::CoBorrower, Ineligibility::AccountNotNormal)]);
+    assert_eq!(reasons(&eval(&now(), &application)), [(Role::CoBorrower, Ineligibility::AccountNotNormal)]);
 }
 
 #[test]
@@ -137,15 +148,41 @@ fn second_hand_term_is_40_years_minus_the_building_age() {
     let mut application = new_house(depositor(20_000, 30), 700_000);
     application.house = House::SecondHand { building_age_years: 15 };
     application.requested_term_years = Some(30);
-    let evaluation = evaluate(&now(), &application);
+    let evaluation = eval(&now(), &application);
     assert_eq!(evaluation.max_term_years, 25);
+    assert_eq!(evaluation.requested_term_allowed, Some(false));
     assert!(evaluation.steps.iter().any(|step| step.description.contains("exceeds the maximum 25")));
-    assert_eq!(evaluate(&before(), &application).max_term_years, 15, "30 years minus 15 before the reform");
+    application.requested_term_years = Some(25);
+    assert_eq!(eval(&now(), &application).requested_term_allowed, Some(true));
+    application.requested_term_years = None;
+    assert_eq!(eval(&now(), &application).requested_term_allowed, None);
+    assert_eq!(eval(&before(), &application).max_term_years, 15, "30 years minus 15 before the reform");
     application.house = House::SecondHand { building_age_years: 5 };
-    assert_eq!(evaluate(&now(), &application).max_term_years, 30, "never beyond the policy maximum");
+    assert_eq!(eval(&now(), &application).max_term_years, 30, "never beyond the policy maximum");
     application.house = House::SecondHand { building_age_years: 40 };
-    let too_old = evaluate(&now(), &application);
-    assert_eq!(too_old.reasons, [(Role::House, Ineligibility::BuildingTooOld)]);
+    let too_old = eval(&now(), &application);
+    assert_eq!(reasons(&too_old), [(Role::House, Ineligibility::BuildingTooOld)]);
+}
+
+#[test]
+fn a_loan_that_rounds_to_nothing_names_the_cap_that_made_it_so() {
+    // 80% of a 100-yuan house is 80 yuan: below the 100-yuan rounding unit, whatever the balance.
+    let cheap = eval(&now(), &new_house(depositor(20_000, 30), 100));
+    assert_eq!(reasons(&cheap), [(Role::House, Ineligibility::PriceTooLow)]);
+    // 1 yuan × 30 × 1.0 = 30 yuan of formula: the balance is what is too low.
+    let tiny = eval(&now(), &new_house(depositor(1, 30), 700_000));
+    assert_eq!(reasons(&tiny), [(Role::Borrower, Ineligibility::BalanceTooLow)]);
+}
+
+#[test]
+fn figures_beyond_the_published_bounds_are_refused_not_wrapped() {
+    let mut application = new_house(depositor(20_000, 30), 2_000_000);
+    let mut huge = depositor(0, 30);
+    huge.deposit.balance = Fen(1 << 63);
+    application.borrower = huge;
+    application.co_borrower = Some(huge);
+    let error = evaluate(&now(), &application).unwrap_err();
+    assert_eq!((error.party, error.error.field), (Role::Borrower, "balance_fen"));
 }
 
 proptest! {
@@ -166,8 +203,8 @@ proptest! {
             }
             application
         };
-        let lower = evaluate(&policy, &application(balance));
-        let higher = evaluate(&policy, &application(balance + extra));
+        let lower = eval(&policy, &application(balance));
+        let higher = eval(&policy, &application(balance + extra));
         let ratio = if two_party { policy.two_party_ratio } else { policy.single_party_ratio };
         for evaluation in [&lower, &higher] {
             prop_assert!(evaluation.max_amount <= policy.absolute_cap);

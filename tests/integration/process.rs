@@ -120,7 +120,7 @@ async fn logs_at_every_level_carry_no_personal_data() {
         verifier
             .verify_code(pb::VerifyCodeRequest {
                 code: Some(pb::verify_code_request::Code::Text(code.text.clone())),
-                purpose: 0,
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -71,7 +71,7 @@ proptest! {
     ) {
         let issuer = Issuer::new(key(&KEYS.jiaozuo_current), subject_secret(), &trust_list()).unwrap();
         let now = liangma::clock::Timestamp::from_unix(now);
-        let code = issuer.issue(&record, &request, now).unwrap();
+        let code = issuer.issue(&trust_list(), &record, &request, now).unwrap();
         let claims = verify_offline(&code.text, &trust_list(), &verifier_for(&request), now).unwrap();
         prop_assert_eq!(claims, code.claims);
         prop_assert_eq!(claims.deposit, record.deposit_claims());
@@ -79,16 +79,20 @@ proptest! {
     }
 
     #[test]
-    fn any_amounts_either_issue_a_verifiable_code_or_are_refused_as_too_large(
-        balance in any::<u64>(), monthly in any::<u64>(), version in any::<u64>(), loans_used in any::<u32>()
+    fn any_amounts_either_issue_a_verifiable_code_or_are_refused_as_out_of_range(
+        balance in any::<u64>(), monthly in any::<u64>(), version in any::<u64>(), loans_used in any::<u32>(),
+        months in any::<u32>()
     ) {
         let issuer = Issuer::new(key(&KEYS.jiaozuo_current), subject_secret(), &trust_list()).unwrap();
-        let record = record(AccountStatus::Normal, balance, monthly, u32::MAX, LoanState::Outstanding, loans_used, version);
+        let record = record(AccountStatus::Normal, balance, monthly, months, LoanState::Outstanding, loans_used, version);
         let request = IssueRequest { purpose: Purpose::OffsiteLoan, audience: Some(centre(SHENZHEN)), lifetime_seconds: 86_400 };
         let now = at("2026-11-26T09:30:00+08:00");
-        match issuer.issue(&record, &request, now) {
-            Ok(code) => prop_assert!(verify_offline(&code.text, &trust_list(), &verifier_for(&request), now).is_ok()),
-            Err(IssueError::TooLarge(len)) => prop_assert!(len > 96),
+        match issuer.issue(&trust_list(), &record, &request, now) {
+            Ok(code) => {
+                prop_assert!(verify_offline(&code.text, &trust_list(), &verifier_for(&request), now).is_ok());
+                prop_assert!(qr::encode(&code.text).unwrap().version() <= qr::MAX_DESIGN_VERSION);
+            }
+            Err(IssueError::OutOfRange(_)) => prop_assert!(record.deposit_claims().check_bounds().is_err()),
             Err(other) => prop_assert!(false, "unexpected error {other}"),
         }
     }
@@ -103,7 +107,7 @@ proptest! {
     ) {
         let issuer = Issuer::new(key(&KEYS.jiaozuo_current), subject_secret(), &trust_list()).unwrap();
         let now = liangma::clock::Timestamp::from_unix(now);
-        let code = issuer.issue(&record, &request, now).unwrap();
+        let code = issuer.issue(&trust_list(), &record, &request, now).unwrap();
         let mut chars: Vec<char> = code.text.chars().collect();
         let index = position.index(chars.len());
         prop_assume!(chars[index] != replacement);

@@ -122,7 +122,7 @@ fn issued_case(
     let record: DepositRecord = serde_json::from_str(record_json).unwrap();
     let issuer = Issuer::new(key(&seed_of(key_name)), subject_secret(), &trust_list()).unwrap();
     let code_id = liangma::code::CodeId::from_bytes(*b"liangma-test");
-    let issued = issuer.issue_with_code_id(&record, &request, at(now), code_id).unwrap();
+    let issued = issuer.issue_with_code_id(&trust_list(), &record, &request, at(now), code_id).unwrap();
     let decoded = decode(&issued.text).unwrap();
     Case {
         name,
@@ -676,6 +676,7 @@ fn issuing_from_the_recorded_inputs_reproduces_each_issued_vector() {
         let code_id = hex::decode(inputs["code_id_hex"].as_str().unwrap()).unwrap();
         let code = issuer
             .issue_with_code_id(
+                &trust,
                 &record,
                 &request,
                 at(inputs["now"].as_str().unwrap()),
