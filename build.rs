@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // The same descriptor set serves gRPC reflection at run time.
     std::fs::write(out_dir.join("liangma_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Undecodable requests are INVALID_ARGUMENT (src/grpc/codec.rs), not tonic's INTERNAL.
+    tonic_prost_build::configure().codec_path("crate::grpc::codec::StrictCodec").compile_fds(descriptors)?;
     Ok(())
 }

@@ -43,6 +43,9 @@ pub struct Config {
     /// Log output: `text` or `json`. Default `text`. Env `LIANGMA_LOG_FORMAT`; the level
     /// filter is `LIANGMA_LOG` (default `info`).
     pub log_format: LogFormat,
+    /// Log lines queued for the writer thread; when the output is slower than the service and
+    /// the queue is full, lines are dropped and counted (never waited for). Default 16384.
+    pub log_queue_lines: usize,
 }
 
 /// One centre this deployment signs for.
@@ -67,8 +70,11 @@ pub struct StoreConfig {
     pub redis_url: String,
     /// Prefix of every Redis key. Default `lm`.
     pub key_prefix: String,
-    /// Longest wait for one Redis command or connection, milliseconds. Default 500.
+    /// Longest wait for one store operation (a Redis round trip, reconnecting included),
+    /// milliseconds; past it the call answers UNAVAILABLE. Default 500.
     pub timeout_ms: u64,
+    /// How often health checks that the store answers, milliseconds. Default 1000.
+    pub check_interval_ms: u64,
 }
 
 /// Storage backend.
@@ -95,8 +101,28 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Largest request message, bytes. Default 262144 (a publish batch of 1000 records fits).
+    /// Largest request message of any service, bytes. Default 262144 (a publish batch of 1000
+    /// records fits).
     pub max_message_bytes: usize,
+    /// Open connections at once; further ones are closed as soon as accepted. Default 1024.
+    pub max_connections: usize,
+    /// HTTP/2 streams a client may open at once on one connection. Default 128.
+    pub max_streams_per_connection: u32,
+    /// Calls of one connection handled at once; its other streams wait. Default 64.
+    pub max_calls_per_connection: usize,
+    /// Longest time one call may take, reading its request included; then DEADLINE_EXCEEDED.
+    /// Default 10000.
+    pub request_timeout_ms: u64,
+    /// Time from accepting a connection to the client's HTTP/2 preface; a silent client is
+    /// disconnected. Default 10000.
+    pub handshake_timeout_ms: u64,
+    /// A connection with no call in flight for this long is closed. Default 300.
+    pub idle_timeout_secs: u64,
+    /// HTTP/2 ping interval, and how long a ping may go unanswered before the connection is
+    /// closed. Default 30.
+    pub http2_keepalive_secs: u64,
+    /// Idle time before the kernel's TCP keepalive probes a silent peer. Default 60.
+    pub tcp_keepalive_secs: u64,
     /// Most records per publish call. Default 1000.
     pub max_publish_batch: usize,
     /// Largest step by which a published record's version may exceed the stored one; a record
@@ -126,6 +152,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             log_format: LogFormat::Text,
+            log_queue_lines: 16_384,
         }
     }
 }
@@ -137,6 +164,7 @@ impl Default for StoreConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             key_prefix: "lm".into(),
             timeout_ms: 500,
+            check_interval_ms: 1000,
         }
     }
 }
@@ -145,6 +173,14 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_message_bytes: 256 * 1024,
+            max_connections: 1024,
+            max_streams_per_connection: 128,
+            max_calls_per_connection: 64,
+            request_timeout_ms: 10_000,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_secs: 300,
+            http2_keepalive_secs: 30,
+            tcp_keepalive_secs: 60,
             max_publish_batch: 1000,
             max_version_step: 1 << 36,
             code_lifetime_secs: 86_400,
@@ -244,8 +280,23 @@ impl Config {
                 "limits.max_message_bytes >= 1024, limits.max_publish_batch >= 1, store.timeout_ms >= 1".into(),
             ));
         }
-        if limits.max_version_step == 0 {
-            return Err(ConfigError("limits.max_version_step: at least 1".into()));
+        let at_least_one = [
+            ("limits.max_version_step", limits.max_version_step),
+            ("limits.max_connections", limits.max_connections as u64),
+            ("limits.max_streams_per_connection", u64::from(limits.max_streams_per_connection)),
+            ("limits.max_calls_per_connection", limits.max_calls_per_connection as u64),
+            ("limits.request_timeout_ms", limits.request_timeout_ms),
+            ("limits.handshake_timeout_ms", limits.handshake_timeout_ms),
+            ("limits.idle_timeout_secs", limits.idle_timeout_secs),
+            ("limits.http2_keepalive_secs", limits.http2_keepalive_secs),
+            ("limits.tcp_keepalive_secs", limits.tcp_keepalive_secs),
+            ("store.check_interval_ms", self.store.check_interval_ms),
+        ];
+        if self.log_queue_lines == 0 {
+            return Err(ConfigError("log_queue_lines: at least 1".into()));
+        }
+        if let Some((field, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError(format!("{field}: at least 1")));
         }
         Ok(())
     }

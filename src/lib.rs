@@ -14,6 +14,7 @@ pub mod config;
 pub mod grpc;
 pub mod issue;
 pub mod loan;
+pub mod logging;
 pub mod pb;
 pub mod render;
 pub mod service;

@@ -733,6 +733,11 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         })
     }
 
+    /// Whether the store answers (for health reporting).
+    pub async fn store_ready(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
     /// The trust list in force, as its JSON file form.
     pub fn trust_list_json(&self) -> String {
         self.trust().to_json()

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
@@ -26,29 +25,27 @@ pub(super) fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_CONFIG));
         }
     };
-    let _flush_logs_on_exit = init_logging(config.log_format);
+    let _flush_logs_on_exit = init_logging(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs go to stderr from a thread of their own: a write per line would be a system call on the
-/// verification path (about 9 µs of CPU per verification under load, docs/performance.md). Lines
-/// are batched while more are queued and flushed as soon as none are; when the queue is full,
-/// callers wait rather than lose lines. The returned guard flushes what is left when dropped.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr from a thread of their own (src/logging.rs): a caller never waits for
+/// the output; lines the output cannot take in time are counted and reported. The returned
+/// guard flushes what is left when dropped.
+fn init_logging(config: &Config) -> anyhow::Result<crate::logging::FlushOnDrop> {
     let filter = EnvFilter::try_from_env("LIANGMA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("liangma-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(writer);
-    match format {
+    let (queue, guard) = crate::logging::start(std::io::stderr(), config.log_queue_lines, config.log_format)
+        .context("starting the log writer thread")?;
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(move || queue.clone());
+    match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    guard
+    Ok(guard)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -84,11 +81,7 @@ async fn serve_with<S: RegistryStore + CodeStore>(
         dev_setup = config.is_dev_setup(),
         "liangma serving"
     );
-    let settings = ServerSettings {
-        max_message_bytes: config.limits.max_message_bytes,
-        shutdown_grace: Duration::from_secs(config.limits.shutdown_grace_secs),
-    };
-    grpc::serve(service, listener, settings, shutdown_signal()).await?;
+    grpc::serve(service, listener, ServerSettings::from_config(config), shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

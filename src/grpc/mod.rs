@@ -1,30 +1,72 @@
 //! gRPC server: the liangma services plus standard health and reflection, with size limits and a bounded drain on shutdown.
 
+pub mod codec;
+pub mod connection;
 pub mod convert;
+mod guard;
 pub mod handlers;
 mod status;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+
+use crate::config::Config;
+use connection::ConnectionLimits;
+use guard::GuardLayer;
 
 use crate::pb::v1 as pb;
 use crate::service::Liangma;
 use crate::store::{CodeStore, RegistryStore};
 use handlers::Handlers;
 
-/// Network settings of the server.
+/// Network settings of the server; [`ServerSettings::from_config`] documents nothing new:
+/// each field is the configuration field of the same name (docs/operations.md).
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    /// Largest request message accepted by any service, in bytes; larger ones get RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
     /// How long in-flight calls may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Connection cap, handshake and idle timeouts, TCP keepalive.
+    pub connections: ConnectionLimits,
+    /// HTTP/2 streams a client may open at once on one connection.
+    pub max_streams_per_connection: u32,
+    /// Calls of one connection running at once; further streams wait their turn.
+    pub max_calls_per_connection: usize,
+    /// Longest time a call may take; then it is answered DEADLINE_EXCEEDED.
+    pub request_timeout: Duration,
+    /// Interval of HTTP/2 pings to a client; a ping unanswered for as long ends the connection.
+    pub http2_keepalive: Duration,
+    /// How often health asks the store whether it answers.
+    pub store_check_interval: Duration,
+}
+
+impl ServerSettings {
+    /// The settings of a configuration.
+    pub fn from_config(config: &Config) -> Self {
+        let limits = &config.limits;
+        Self {
+            max_message_bytes: limits.max_message_bytes,
+            shutdown_grace: Duration::from_secs(limits.shutdown_grace_secs),
+            connections: ConnectionLimits {
+                max_connections: limits.max_connections,
+                handshake_timeout: Duration::from_millis(limits.handshake_timeout_ms),
+                idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
+                tcp_keepalive: Duration::from_secs(limits.tcp_keepalive_secs),
+            },
+            max_streams_per_connection: limits.max_streams_per_connection,
+            max_calls_per_connection: limits.max_calls_per_connection,
+            request_timeout: Duration::from_millis(limits.request_timeout_ms),
+            http2_keepalive: Duration::from_secs(limits.http2_keepalive_secs),
+            store_check_interval: Duration::from_millis(config.store.check_interval_ms),
+        }
+    }
 }
 
 /// Names of the liangma services, as health checks ask for them.
@@ -37,6 +79,17 @@ pub const SERVICE_NAMES: [&str; 6] = [
     "liangma.v1.LoanService",
 ];
 
+/// The services that need the store (every one but the trust directory), and `""`, the
+/// server as a whole: health reports them NOT_SERVING while the store does not answer.
+const NEED_THE_STORE: [&str; 6] = [
+    "liangma.v1.IssuerService",
+    "liangma.v1.VerifierService",
+    "liangma.v1.RegistryService",
+    "liangma.v1.UsageRecordService",
+    "liangma.v1.LoanService",
+    "",
+];
+
 /// Serves on `listener` until `shutdown` completes; then reports NOT_SERVING on the health
 /// service, stops accepting, and gives in-flight calls `shutdown_grace` to finish.
 pub async fn serve<S: RegistryStore + CodeStore>(
@@ -45,7 +98,9 @@ pub async fn serve<S: RegistryStore + CodeStore>(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let limit = settings.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
+    let health_service = health_service.max_decoding_message_size(limit);
     for name in SERVICE_NAMES.iter().copied().chain([""]) {
         health.set_service_status(name, ServingStatus::Serving).await;
     }
@@ -53,17 +108,25 @@ pub async fn serve<S: RegistryStore + CodeStore>(
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .expect("the embedded descriptor sets are valid");
+        .expect("the embedded descriptor sets are valid")
+        .max_decoding_message_size(limit);
 
-    let handlers = Handlers::new(service);
-    let limit = settings.max_message_bytes;
     let draining = Arc::new(tokio::sync::Notify::new());
+    let stopping = Arc::new(AtomicBool::new(false));
+    let monitor = tokio::spawn(watch_store(
+        Arc::clone(&service),
+        health.clone(),
+        settings.store_check_interval,
+        Arc::clone(&stopping),
+    ));
+    let handlers = Handlers::new(service);
     let signal = {
         let draining = Arc::clone(&draining);
         let health = health.clone();
         async move {
             shutdown.await;
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+            stopping.store(true, Ordering::SeqCst);
             for name in SERVICE_NAMES.iter().copied().chain([""]) {
                 health.set_service_status(name, ServingStatus::NotServing).await;
             }
@@ -71,6 +134,16 @@ pub async fn serve<S: RegistryStore + CodeStore>(
         }
     };
     let server = Server::builder()
+        .max_concurrent_streams(settings.max_streams_per_connection)
+        .concurrency_limit_per_connection(settings.max_calls_per_connection)
+        .http2_keepalive_interval(Some(settings.http2_keepalive))
+        .http2_keepalive_timeout(Some(settings.http2_keepalive))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        // A request's data waits in the windows until its call reads it: they bound what a
+        // client can make the server hold beyond the calls themselves.
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .layer(GuardLayer { request_timeout: settings.request_timeout })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -91,11 +164,8 @@ pub async fn serve<S: RegistryStore + CodeStore>(
                 .max_decoding_message_size(limit),
         )
         .add_service(pb::loan_service_server::LoanServiceServer::new(handlers).max_decoding_message_size(limit))
-        // The builder's tcp_nodelay covers only listeners tonic binds itself: set it on the
-        // accepted sockets here, or responses written in several frames wait for delayed ACKs
-        // (about 40 ms each).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal);
-    tokio::select! {
+        .serve_with_incoming_shutdown(connection::incoming(listener, settings.connections), signal);
+    let served = tokio::select! {
         result = server => result,
         () = async {
             draining.notified().await;
@@ -103,6 +173,50 @@ pub async fn serve<S: RegistryStore + CodeStore>(
         } => {
             tracing::warn!(grace = ?settings.shutdown_grace, "drain deadline passed; closing remaining calls");
             Ok(())
+        }
+    };
+    monitor.abort();
+    served
+}
+
+/// Largest request header block (names, values and HPACK overhead).
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// HTTP/2 flow-control window of each stream.
+const STREAM_WINDOW_BYTES: u32 = 256 * 1024;
+/// HTTP/2 flow-control window of each connection.
+const CONNECTION_WINDOW_BYTES: u32 = 1024 * 1024;
+
+/// Asks the store every `interval` whether it answers, and reports the services that need it
+/// SERVING or NOT_SERVING accordingly, until shutdown begins.
+async fn watch_store<S: RegistryStore + CodeStore>(
+    service: Arc<Liangma<S>>,
+    health: tonic_health::server::HealthReporter,
+    interval: Duration,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut serving = true;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let answer = service.store_ready().await;
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let now_serving = answer.is_ok();
+        if now_serving == serving {
+            continue;
+        }
+        serving = now_serving;
+        match &answer {
+            Ok(()) => tracing::info!("store answers again: health SERVING"),
+            Err(error) => {
+                tracing::warn!(%error, "store does not answer: health NOT_SERVING for the services that need it")
+            }
+        }
+        let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+        for name in NEED_THE_STORE {
+            health.set_service_status(name, status).await;
         }
     }
 }

@@ -53,7 +53,7 @@ pub async fn spawn_app_with(backend: Backend, shutdown_grace: Duration) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
-    let settings = ServerSettings { max_message_bytes: config.limits.max_message_bytes, shutdown_grace };
+    let settings = ServerSettings { shutdown_grace, ..ServerSettings::from_config(&config) };
     let shutdown = async move {
         let _ = shutdown_rx.await;
     };
