@@ -37,22 +37,37 @@ impl Timestamp {
         Self((local.div_euclid(SECONDS_PER_DAY) + 1) * SECONDS_PER_DAY - CST_OFFSET_SECONDS)
     }
 
-    /// Parses RFC 3339 (`2026-11-26T09:30:00+08:00`); fractional seconds are rejected
-    /// because codes carry whole seconds.
+    /// Parses exactly the RFC 3339 form `YYYY-MM-DDThh:mm:ss` followed by `Z` or `±hh:mm`
+    /// (docs/code-format.md §6): upper-case `T` and `Z`, whole seconds. Fractions (even
+    /// `.000`), a space for `T` and leap seconds are rejected rather than silently adjusted.
     pub fn parse_rfc3339(text: &str) -> Result<Self, TimeParseError> {
-        let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| TimeParseError)?;
-        if parsed.nanosecond() != 0 {
+        const SHAPE: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
+        let bytes = text.as_bytes();
+        let fits = |pattern: &[u8], text: &[u8]| {
+            pattern.len() == text.len()
+                && pattern
+                    .iter()
+                    .zip(text)
+                    .all(|(want, got)| if *want == b'd' { got.is_ascii_digit() } else { want == got })
+        };
+        let (date_time, zone) = bytes.split_at(bytes.len().min(19));
+        if !fits(SHAPE, date_time) || !(zone == b"Z" || fits(b"+dd:dd", zone) || fits(b"-dd:dd", zone)) {
             return Err(TimeParseError);
         }
+        let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| TimeParseError)?;
         Ok(Self(parsed.unix_timestamp()))
     }
 
-    /// RFC 3339 in China Standard Time, e.g. `2026-11-26T23:59:59+08:00`.
+    /// RFC 3339 in China Standard Time, e.g. `2026-11-26T23:59:59+08:00`. A time whose CST
+    /// date has no four-digit year (a signed code may be issued at 9999-12-31T23:59:59Z, which
+    /// is 10000-01-01 in CST) is written in UTC (`…Z`), and one beyond even that as
+    /// `@<unix seconds>`, which nothing parses back: display only.
     pub fn to_rfc3339_cst(self) -> String {
         let offset = time::UtcOffset::from_whole_seconds(CST_OFFSET_SECONDS as i32).expect("UTC+8 is a valid offset");
-        OffsetDateTime::from_unix_timestamp(self.0)
-            .ok()
-            .and_then(|t| t.to_offset(offset).format(&Rfc3339).ok())
+        let Ok(utc) = OffsetDateTime::from_unix_timestamp(self.0) else { return format!("@{}", self.0) };
+        utc.checked_to_offset(offset)
+            .and_then(|cst| cst.format(&Rfc3339).ok())
+            .or_else(|| utc.format(&Rfc3339).ok())
             .unwrap_or_else(|| format!("@{}", self.0))
     }
 }
@@ -165,8 +180,35 @@ mod tests {
         let at = t("2026-11-26T01:02:03Z");
         assert_eq!(at.to_rfc3339_cst(), "2026-11-26T09:02:03+08:00");
         assert_eq!(t(&at.to_rfc3339_cst()), at);
-        assert!(Timestamp::parse_rfc3339("2026-11-26T01:02:03.5Z").is_err());
-        assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+        assert_eq!(t("2026-11-26T09:02:03+08:00"), at);
+        assert_eq!(t("2026-11-26T01:02:03-00:00"), at);
+        for not_exact in [
+            "2026-11-26T01:02:03.5Z",
+            "2026-11-26T01:02:03.000Z",
+            "2026-11-26T01:02:03.0000000001Z",
+            "2026-11-26 01:02:03Z",
+            "2026-11-26t01:02:03Z",
+            "2026-11-26T01:02:03z",
+            "2026-11-26T01:02:60Z",
+            "2026-11-26T01:02:03+0800",
+            "2026-11-26T01:02:03",
+            "2026-02-30T01:02:03Z",
+            "yesterday",
+            "",
+        ] {
+            assert!(Timestamp::parse_rfc3339(not_exact).is_err(), "{not_exact}");
+        }
+    }
+
+    #[test]
+    fn every_time_displays_without_panicking() {
+        // 9999-12-31T23:59:59Z, the latest issue time the format allows, is 10000-01-01 in CST.
+        assert_eq!(Timestamp::from_unix(253_402_300_799).to_rfc3339_cst(), "9999-12-31T23:59:59Z");
+        assert_eq!(Timestamp::from_unix(253_402_300_800).to_rfc3339_cst(), "@253402300800");
+        assert_eq!(Timestamp::from_unix(253_402_271_999).to_rfc3339_cst(), "9999-12-31T23:59:59+08:00");
+        for unix in [i64::MIN, -1, 0, 253_402_300_799 + 86_400, i64::MAX] {
+            let _ = Timestamp::from_unix(unix).to_rfc3339_cst();
+        }
     }
 
     #[test]

@@ -748,9 +748,18 @@ impl<S: RegistryStore + CodeStore> Liangma<S> {
         let path = self.settings.trust_list_path.as_ref().ok_or_else(|| {
             ServiceError::FailedPrecondition("this deployment has no trust list file to reload".into())
         })?;
-        let list = TrustList::load(path).map_err(|error| match error {
-            TrustListError::Io { .. } => ServiceError::FailedPrecondition(format!("trust list not reloaded: {error}")),
-            _ => ServiceError::FailedPrecondition(format!("trust list not reloaded, the old one stays: {error}")),
+        let list = TrustList::load(path).map_err(|error| {
+            // The log names the file; the caller learns what is wrong with the list, never where
+            // the server keeps its files.
+            tracing::warn!(%error, "trust list not reloaded; the list in force stays");
+            ServiceError::FailedPrecondition(match error {
+                TrustListError::Io { .. } => {
+                    "trust list not reloaded: the configured file cannot be read (see the server log); \
+                     the list in force stays"
+                        .into()
+                }
+                _ => format!("trust list not reloaded, the list in force stays: {error}"),
+            })
         })?;
         let counts = (list.centres().count(), list.centres().map(|centre| centre.keys.len()).sum());
         *self.trust.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(list);

@@ -37,6 +37,17 @@ pub enum KeyFileError {
         /// What was expected.
         what: &'static str,
     },
+    /// Others may read or write the file, or its group may write it: the secret may be known
+    /// elsewhere, so it is not used (as ssh refuses such private keys).
+    #[error(
+        "{path}: mode {mode:04o} lets others read or change this secret; run `chmod 600` on it (or 640 for a group that may read it)"
+    )]
+    Unprotected {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The operating system's random source failed.
     #[error("random source failed: {0}")]
     Random(getrandom::Error),
@@ -100,11 +111,13 @@ impl CentreKey {
         Ok(Self { signing, key_id })
     }
 
-    /// Writes the key as PKCS#8 PEM to a new file readable by its owner only; an existing
-    /// file is never overwritten.
+    /// Writes the key as PKCS#8 v1 PEM (RFC 8410 `OneAsymmetricKey` version 0, without the
+    /// public key: the form OpenSSL and Python's `cryptography` read) to a new file readable by
+    /// its owner only; an existing file is never overwritten.
     pub fn write_pem_file(&self, path: &Path) -> Result<(), KeyFileError> {
-        let pem = self
-            .signing
+        // Zeroized on drop.
+        let v1 = ed25519_dalek::pkcs8::KeypairBytes { secret_key: self.signing.to_bytes(), public_key: None };
+        let pem = v1
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|_| KeyFileError::Invalid { path: path.into(), what: "key could not be encoded as PKCS#8" })?;
         write_new_secret_file(path, pem.as_bytes())
@@ -164,10 +177,33 @@ impl SubjectSecret {
 }
 
 fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+    check_protected(path)?;
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyFileError::Io { path: path.into(), source })?);
     let text =
         std::str::from_utf8(&bytes).map_err(|_| KeyFileError::Invalid { path: path.into(), what: "not text" })?;
     Ok(Zeroizing::new(text.to_owned()))
+}
+
+/// Refuses a secret file others can read or write, or its group can write; warns when its
+/// group can read it (a deliberate `root:liangma 0640` setup is common).
+#[cfg(unix)]
+fn check_protected(path: &Path) -> Result<(), KeyFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        std::fs::metadata(path).map_err(|source| KeyFileError::Io { path: path.into(), source })?.permissions().mode()
+            & 0o7777;
+    if mode & 0o027 != 0 {
+        return Err(KeyFileError::Unprotected { path: path.into(), mode });
+    }
+    if mode & 0o040 != 0 {
+        tracing::warn!(path = %path.display(), mode = format_args!("{mode:04o}"), "secret file is readable by its group");
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_protected(_path: &Path) -> Result<(), KeyFileError> {
+    Ok(())
 }
 
 fn write_new_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyFileError> {
@@ -201,6 +237,42 @@ mod tests {
         }
         // Never overwrite an existing key.
         assert!(matches!(key.write_pem_file(&path), Err(KeyFileError::Io { .. })));
+        // PKCS#8 v1: the private key alone, the form OpenSSL 3.0 and Python's `cryptography` read.
+        let written = ed25519_dalek::pkcs8::KeypairBytes::from_pkcs8_pem(&std::fs::read_to_string(&path).unwrap());
+        assert_eq!(written.unwrap().public_key, None);
+    }
+
+    #[test]
+    fn v2_key_files_with_the_public_key_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.pem");
+        let key = CentreKey::from_seed(&[3; 32]);
+        let v2 = key.signing.to_pkcs8_pem(LineEnding::LF).unwrap();
+        write_new_secret_file(&path, v2.as_bytes()).unwrap();
+        assert_eq!(CentreKey::read_pem_file(&path).unwrap().key_id(), key.key_id());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_others_can_read_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subject.key");
+        SubjectSecret::from_bytes([9; 32]).write_file(&path).unwrap();
+        for (mode, accepted) in
+            [(0o600, true), (0o400, true), (0o640, true), (0o644, false), (0o660, false), (0o606, false)]
+        {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match SubjectSecret::read_file(&path) {
+                Ok(_) => assert!(accepted, "{mode:o} accepted"),
+                Err(error) => {
+                    assert!(!accepted, "{mode:o} refused: {error}");
+                    assert!(
+                        matches!(error, KeyFileError::Unprotected { .. }) && error.to_string().contains("chmod 600")
+                    );
+                }
+            }
+        }
     }
 
     #[test]

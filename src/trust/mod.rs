@@ -237,6 +237,7 @@ impl TrustList {
         valid_from: Timestamp,
         valid_until: Timestamp,
     ) -> Result<KeyId, TrustListError> {
+        checked_window(valid_from, valid_until, "signing window")?;
         let key = checked_key(public_key, valid_from, valid_until, "public key")?;
         let key_id = key.key_id;
         if self.centres.values().any(|centre| centre.keys.iter().any(|k| k.public_key == public_key)) {
@@ -306,10 +307,14 @@ fn checked_key(
     if key_id.get() == 0 {
         return Err(invalid(location, "has key id 00000000, which the code format cannot carry: generate another"));
     }
-    if valid_from >= valid_until {
-        return Err(invalid(location, "valid_from must be before valid_until"));
-    }
     Ok(TrustedKey { key_id, public_key, valid_from, valid_until, status: KeyStatus::Active })
+}
+
+fn checked_window(valid_from: Timestamp, valid_until: Timestamp, location: &str) -> Result<(), TrustListError> {
+    if valid_from >= valid_until {
+        return Err(invalid(location, format!("valid_from {valid_from} is not before valid_until {valid_until}")));
+    }
+    Ok(())
 }
 
 fn parse_key(at: &str, raw: RawKey) -> Result<TrustedKey, TrustListError> {
@@ -323,6 +328,7 @@ fn parse_key(at: &str, raw: RawKey) -> Result<TrustedKey, TrustListError> {
     };
     let valid_from = time("valid_from", &raw.valid_from)?;
     let valid_until = time("valid_until", &raw.valid_until)?;
+    checked_window(valid_from, valid_until, &format!("{at}.valid_until"))?;
     let mut key = checked_key(public_key, valid_from, valid_until, &format!("{at}.public_key"))?;
     let listed: KeyId =
         raw.key_id.parse().map_err(|e| invalid(format!("{at}.key_id"), format!("`{}`: {e}", raw.key_id)))?;
@@ -367,6 +373,12 @@ mod tests {
         let bad_time = json.replace("2027-01-01T00:00:00+08:00", "next year");
         let error = TrustList::from_json(&bad_time).unwrap_err().to_string();
         assert!(error.contains("centres[0].keys[0].valid_until"), "{error}");
+
+        // An empty window is the times' fault, and the error says so.
+        let backwards = json.replace("2027-01-01T00:00:00+08:00", "2025-01-01T00:00:00+08:00");
+        let error = TrustList::from_json(&backwards).unwrap_err().to_string();
+        assert!(error.contains("centres[0].keys[0].valid_until") && error.contains("not before"), "{error}");
+        assert!(!error.contains("public_key"), "{error}");
 
         let error = TrustList::from_json(&json.replace(TRUST_LIST_FORMAT, "v0")).unwrap_err().to_string();
         assert!(error.contains("format"), "{error}");

@@ -340,3 +340,59 @@ fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
     assert!(String::from_utf8_lossy(&checked.stderr).contains("multiple = 300: between 1 and 100"));
     assert!(ws.ok(&["loan", "check", "jiaozuo-2024"]).contains("valid"));
 }
+
+/// Every frozen vector through `liangma verify`: its verdict, and never a panic (exit 101),
+/// whatever times or values the signed claims hold.
+#[test]
+fn every_test_vector_gives_its_verdict_through_the_cli() {
+    let ws = Workspace::new();
+    let vectors: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/vectors/v1.json").unwrap()).unwrap();
+    std::fs::write(ws.path("trust.json"), vectors["trust_list"].to_string()).unwrap();
+    for case in vectors["cases"].as_array().unwrap() {
+        let verifier = &case["verifier"];
+        let mut args = vec!["verify", "--trust", "trust.json", "--json"];
+        args.extend(["--centre", verifier["centre"].as_str().unwrap()]);
+        args.extend(["--at", verifier["now"].as_str().unwrap()]);
+        let skew = verifier["clock_skew_seconds"].to_string();
+        args.extend(["--skew-secs", skew.as_str()]);
+        for purpose in verifier["purposes"].as_array().unwrap() {
+            args.extend(["--purpose", purpose.as_str().unwrap()]);
+        }
+        args.push(case["text"].as_str().unwrap());
+        let output = ws.run(&args);
+        let expected = case["expected_verdict"].as_str().unwrap();
+        assert_eq!(output.status.code(), Some(if expected == "VALID" { 0 } else { 1 }), "{}", case["name"]);
+        let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(verdict["verdict"], expected, "{}", case["name"]);
+    }
+}
+
+/// A validly signed code issued one second before the last instant RFC 3339 can write
+/// (9999-12-31T23:59:59Z) expires in the year 10000 of China Standard Time: `verify` shows such
+/// times as Unix seconds instead of panicking.
+#[test]
+fn verify_shows_times_beyond_year_9999_without_panicking() {
+    use crate::fixtures::{JIAOZUO, KEYS, claims, key, seal};
+    let ws = Workspace::new();
+    let mut trust = liangma::trust::TrustList::new();
+    let from = liangma::clock::Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let until = liangma::clock::Timestamp::parse_rfc3339("9999-12-31T23:59:59Z").unwrap();
+    trust
+        .add_key(JIAOZUO.parse().unwrap(), Some("焦作"), key(&KEYS.jiaozuo_current).verifying_key(), from, until)
+        .unwrap();
+    trust.save(&ws.path("trust.json")).unwrap();
+    let mut late =
+        claims(JIAOZUO, &KEYS.jiaozuo_current, "2026-11-26T09:30:00+08:00", liangma::code::Purpose::OffsiteLoan, None);
+    late.issued_at = until.plus(-1);
+    late.valid_for = 3_600;
+    let text = seal(&KEYS.jiaozuo_current, &late);
+    for extra in [&[][..], &["--json"][..]] {
+        let mut args = vec!["verify", "--trust", "trust.json", "--centre", "440300", "--at", "9999-12-31T23:59:59Z"];
+        args.extend_from_slice(extra);
+        args.push(&text);
+        let output = ws.run(&args);
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("@253402304398"), "{}", stdout(&output));
+    }
+}

@@ -561,6 +561,40 @@ fn build_cases() -> Vec<Case> {
         verifier(SHANGHAI, &[Purpose::OffsiteLoan], VERIFIED),
         Some(Reason::WrongAudience),
     ));
+
+    // Clarifications of the text and claim rules (docs/code-format.md §2, §5).
+    cases.push(text_case(
+        "malformed-version-zero",
+        "The valid payload behind `LM0:`: a version number is 1 to 999 without leading zeros, so \
+         this is not a version prefix at all.",
+        format!("LM0:{payload}"),
+        Reason::Malformed,
+    ));
+    let mut leading_zero = wire(&base);
+    leading_zero.issuer_centre = 12_345;
+    cases.push(sealed_case(
+        "malformed-issuer-centre-leading-zero",
+        "Validly signed claims whose issuer_centre is 12345 (\"012345\"): a centre code is six digits \
+         with a first digit that is not 0, 100000..999999.",
+        "jiaozuo-current",
+        None,
+        leading_zero.encode_to_vec(),
+        shenzhen_at(VERIFIED),
+        Some(Reason::Malformed),
+    ));
+    let mut latest = wire(&base);
+    latest.issued_at = 253_402_300_799;
+    latest.valid_for = 3_600;
+    cases.push(sealed_case(
+        "key-not-valid-at-issue-latest-issue-time",
+        "Validly signed claims issued at 9999-12-31T23:59:59Z, the latest issue time the format \
+         allows (10000-01-01 in China Standard Time): outside the key's signing window.",
+        "jiaozuo-current",
+        None,
+        latest.encode_to_vec(),
+        shenzhen_at(VERIFIED),
+        Some(Reason::KeyNotValidAtIssue),
+    ));
     cases
 }
 
@@ -591,6 +625,13 @@ fn build_document() -> Value {
             "secret_hex": hex::encode(KEYS.jiaozuo_subject_secret),
             "id_number": id_number().as_str(),
             "subject_ref_hex": subject_secret().subject_ref(&id_number()).to_full_hex(),
+        }, {
+            "centre": JIAOZUO,
+            "secret_hex": hex::encode(KEYS.jiaozuo_subject_secret),
+            "id_number": "11010519491231002x",
+            "note": "entered with a lower-case check character: upper-cased before hashing (§3.2), \
+                     so the reference is that of 11010519491231002X",
+            "subject_ref_hex": subject_secret().subject_ref(&"11010519491231002x".parse().unwrap()).to_full_hex(),
         }],
         "trust_list": serde_json::from_str::<Value>(&trust_list().to_json()).unwrap(),
         "cases": build_cases().iter().map(Case::to_json).collect::<Vec<_>>(),
