@@ -4,6 +4,7 @@ mod client;
 mod issue;
 mod keygen;
 mod loan;
+mod registry;
 mod serve;
 mod trust;
 mod verify;
@@ -53,6 +54,26 @@ enum Command {
     /// Off-site loan evaluation and loan policy files.
     #[command(subcommand)]
     Loan(LoanCommand),
+    /// Operator repairs of the registry in the configured store.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Delete one member's registry record, so that the home centre's next publication is
+    /// stored whatever its version (repairs a record pinned by a wrong version or unreadable).
+    Forget {
+        /// The service's configuration file (the store, and the issuers' subject secrets).
+        #[arg(long, env = "LIANGMA_CONFIG")]
+        config: Option<PathBuf>,
+        /// The member's home centre (one the configuration issues for).
+        #[arg(long)]
+        centre: CentreCode,
+        /// The member's ID number (hashed with the centre's subject secret, never stored).
+        #[arg(long)]
+        id_number: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,5 +353,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(config),
         Command::Client(args) => client::run(args),
         Command::Loan(command) => loan::run(command),
+        Command::Registry(RegistryCommand::Forget { config, centre, id_number }) => {
+            registry::forget(config.as_deref(), centre, &id_number)
+        }
     }
 }

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use liangma::clock::{Clock, FixedClock, Timestamp};
 use liangma::config::Config;
@@ -34,26 +33,33 @@ pub struct App {
     pub server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
+/// Key prefix of the tests' Redis stores.
+pub const KEY_PREFIX: &str = "lmtest";
+
 pub const START: &str = "2026-11-26T09:30:00+08:00";
 /// Members of the embedded sample data (fake people).
 pub const ZHANG_WEI: &str = "410802198503120012";
 pub const WANG_FANG: &str = "410803199207040027";
 
 pub async fn spawn_app(backend: Backend) -> App {
-    spawn_app_with(backend, Duration::from_secs(5)).await
+    spawn_configured(backend, |config| config.limits.shutdown_grace_secs = 5).await
 }
 
-pub async fn spawn_app_with(backend: Backend, shutdown_grace: Duration) -> App {
+/// The service with the default configuration changed by `configure` (limits, timeouts…).
+pub async fn spawn_configured(backend: Backend, configure: impl FnOnce(&mut Config)) -> App {
     if let Ok(filter) = std::env::var("LIANGMA_TEST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }
     let clock = Arc::new(FixedClock::new(Timestamp::parse_rfc3339(START).unwrap()));
     let data_dir = tempfile::tempdir().unwrap();
-    let config = Config { data_dir: data_dir.path().to_path_buf(), ..Config::default() };
+    let mut config = Config { data_dir: data_dir.path().to_path_buf(), ..Config::default() };
+    // Health notices a store that stopped answering within a tenth of a second.
+    config.store.check_interval_ms = 100;
+    configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
-    let settings = ServerSettings { shutdown_grace, ..ServerSettings::from_config(&config) };
+    let settings = ServerSettings::from_config(&config);
     let shutdown = async move {
         let _ = shutdown_rx.await;
     };
@@ -66,8 +72,8 @@ pub async fn spawn_app_with(backend: Backend, shutdown_grace: Duration) -> App {
             let redis = RedisServer::start();
             let store = RedisStore::connect(&RedisSettings {
                 url: redis.url(),
-                key_prefix: "lmtest".into(),
-                timeout: Duration::from_millis(500),
+                key_prefix: KEY_PREFIX.into(),
+                timeout: config.redis_timeout(),
             })
             .unwrap();
             store.load_scripts().await.unwrap();

@@ -4,6 +4,7 @@ mod cli;
 mod deploy;
 mod fixtures;
 mod harness;
+mod limits;
 mod loan;
 mod process;
 mod properties;

@@ -11,14 +11,17 @@ use crate::harness::ZHANG_WEI;
 struct Served {
     child: Child,
     address: String,
-    /// stderr is read as it comes: a full pipe would block the server mid-call.
+    /// stderr is read as it comes (unless a test wants it stalled).
     log: std::thread::JoinHandle<String>,
+    /// Lets the reader start reading; until then nobody reads stderr.
+    start_reading: std::sync::mpsc::Sender<()>,
     _data: tempfile::TempDir,
 }
 
 impl Served {
     /// SIGTERM, then the exit status and everything logged.
     fn terminate(mut self) -> (std::process::ExitStatus, String, Duration) {
+        let _ = self.start_reading.send(());
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let started = Instant::now();
         let status = self.child.wait().unwrap();
@@ -31,11 +34,20 @@ fn free_port() -> u16 {
 }
 
 async fn serve(log_level: &str) -> Served {
+    serve_with(log_level, &[], true).await
+}
+
+/// `liangma serve` with `config` lines in a configuration file; stderr is read from the start
+/// or, with `read_logs` false, only from [`Served::terminate`] on (a stalled log reader).
+async fn serve_with(log_level: &str, config: &[&str], read_logs: bool) -> Served {
     let data = tempfile::tempdir().unwrap();
     let address = format!("127.0.0.1:{}", free_port());
+    let config_path = data.path().join("liangma.toml");
+    std::fs::write(&config_path, config.join("\n")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_liangma"))
         .arg("serve")
         .env_clear()
+        .env("LIANGMA_CONFIG", &config_path)
         .env("LIANGMA_LISTEN", &address)
         .env("LIANGMA_DATA_DIR", data.path())
         .env("LIANGMA_LOG", log_level)
@@ -44,7 +56,12 @@ async fn serve(log_level: &str) -> Served {
         .spawn()
         .unwrap();
     let mut stderr = child.stderr.take().unwrap();
+    let (start_reading, may_read) = std::sync::mpsc::channel();
+    if read_logs {
+        start_reading.send(()).unwrap();
+    }
     let log = std::thread::spawn(move || {
+        let _ = may_read.recv();
         let mut text = String::new();
         std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
         text
@@ -54,7 +71,7 @@ async fn serve(log_level: &str) -> Served {
         assert!(Instant::now() < deadline, "liangma serve did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Served { child, address: format!("http://{address}"), log, _data: data }
+    Served { child, address: format!("http://{address}"), log, start_reading, _data: data }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,4 +161,76 @@ async fn logs_at_every_level_carry_no_personal_data() {
     for secret in [ZHANG_WEI, "410802198503120013", "张伟", "王芳", "7654321", "76543.21", "2000000", "20000.00"] {
         assert!(!log.contains(secret), "`{secret}` appears in the log");
     }
+}
+
+/// Nobody reads the server's stderr: log lines are dropped and counted, and every call is still
+/// answered (before, the server froze once the pipe and the log queue were full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_reader_never_stalls_the_service() {
+    let served = serve_with("info", &["log_queue_lines = 32"], false).await;
+    let channel = tonic::transport::Channel::from_shared(served.address.clone()).unwrap().connect().await.unwrap();
+    let mut issuer = pb::issuer_service_client::IssuerServiceClient::new(channel.clone());
+    let mut verifier = pb::verifier_service_client::VerifierServiceClient::new(channel);
+    let code = issuer
+        .issue_code(pb::IssueCodeRequest {
+            issuer_centre: "410800".into(),
+            id_number: ZHANG_WEI.into(),
+            purpose: pb::Purpose::OffsiteLoan.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Each call logs a line of about 150 bytes: 3,000 overfill a 64 KiB pipe several times.
+    for _ in 0..3_000 {
+        let mut request = tonic::Request::new(pb::VerifyCodeRequest {
+            code: Some(pb::verify_code_request::Code::Text(code.text.clone())),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(5));
+        verifier.verify_code(request).await.expect("answered although nobody reads the log");
+    }
+    let (status, log, _) = served.terminate();
+    assert_eq!(status.code(), Some(0));
+    let dropped: u64 = log
+        .lines()
+        .filter(|line| line.contains("log lines dropped"))
+        .map(|line| line.rsplit("dropped=").next().unwrap().trim().parse::<u64>().unwrap())
+        .sum();
+    let verified = log.lines().filter(|line| line.contains("verified")).count() as u64;
+    assert!(dropped > 0, "{log}");
+    assert_eq!(verified + dropped, 3_000, "every line is written or counted as dropped");
+}
+
+/// With file descriptors exhausted, accepting fails over and over: the server backs off
+/// instead of spinning a core, and serves again once descriptors are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_errors_back_off_instead_of_spinning() {
+    let served = serve("info").await;
+    let pid = served.child.id();
+    // Leave the server few descriptors to spare.
+    let limited = Command::new("prlimit").args(["--nofile=48:48", "--pid", &pid.to_string()]).status().unwrap();
+    assert!(limited.success(), "prlimit (util-linux) must be installed");
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        if let Ok(socket) = tokio::net::TcpStream::connect(served.address.trim_start_matches("http://")).await {
+            held.push(socket);
+        }
+    }
+    let cpu_seconds = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    };
+    let before = cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_seconds() - before;
+    assert!(used < 0.5, "the accept loop used {used:.2} s of CPU in 2 s");
+    drop(held);
+    let channel = tonic::transport::Channel::from_shared(served.address.clone()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
+    let (_, log, _) = served.terminate();
+    assert!(log.contains("accepting a connection failed; backing off"), "{log}");
 }

@@ -65,6 +65,28 @@ impl RedisServer {
         let _ = std::fs::remove_file(self.socket());
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT); it then runs what it received meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
+    /// Runs `redis-cli` with `args` against this server; its standard output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli").arg("-s").arg(self.socket()).args(args).output().unwrap();
+        assert!(output.status.success(), "redis-cli {args:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
     /// Starts `redis-cli MONITOR`; [`Monitor::client_commands`] then lists the commands
     /// clients sent (commands run inside scripts are marked `lua` by Redis and left out).
     pub fn monitor(&self) -> Monitor {

@@ -31,6 +31,12 @@ on_both_backends!(
     revoked_code_and_revoked_key_are_rejected,
     bad_requests_get_precise_errors,
     loan_evaluation_uses_verified_codes_and_live_status,
+    a_retry_with_the_same_request_id_is_the_same_verification,
+    replays_never_push_valid_entries_out_of_the_usage_record,
+    only_a_live_code_of_the_member_can_be_revoked,
+    publish_checks_every_field_and_refuses_version_jumps,
+    a_member_cannot_be_their_own_co_borrower,
+    no_code_is_consumed_by_a_loan_evaluation_that_fails_its_checks,
 );
 
 async fn issue_verify_then_already_used(backend: Backend) {
@@ -261,6 +267,10 @@ async fn revoked_code_and_revoked_key_are_rejected(backend: Backend) {
     let reloaded = app.trust().await.reload_trust_list(pb::ReloadTrustListRequest {}).await.unwrap().into_inner();
     assert_eq!((reloaded.centres, reloaded.keys), (2, 2));
     assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::KeyRevoked);
+    // The issuer signs with the list in force too: no new code from a revoked key.
+    let refused = app.issuer().await.issue_code(issue_request("410800", ZHANG_WEI)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("revoked"), "{}", refused.message());
     let published = app.trust().await.get_trust_list(pb::GetTrustListRequest {}).await.unwrap().into_inner();
     assert!(published.trust_list_json.contains("\"revoked\""));
 
@@ -268,6 +278,11 @@ async fn revoked_code_and_revoked_key_are_rejected(backend: Backend) {
     std::fs::write(app.trust_list_path(), "{").unwrap();
     let error = app.trust().await.reload_trust_list(pb::ReloadTrustListRequest {}).await.unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition);
+    std::fs::remove_file(app.trust_list_path()).unwrap();
+    let error = app.trust().await.reload_trust_list(pb::ReloadTrustListRequest {}).await.unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    let data_dir = app.data_dir.path().to_str().unwrap();
+    assert!(!error.message().contains(data_dir) && !error.message().contains("trust.json"), "{}", error.message());
     assert!(
         app.trust()
             .await
@@ -347,7 +362,8 @@ async fn one_redis_round_trip_per_verification() {
     for code in &codes {
         assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::Valid);
     }
-    let commands = monitor.client_commands();
+    // Health asks Redis for a PING now and then; everything else is the verifications.
+    let commands: Vec<String> = monitor.client_commands().into_iter().filter(|command| command != "\"PING\"").collect();
     assert_eq!(commands.len(), 2, "one round trip per verification: {commands:?}");
     assert!(commands.iter().all(|command| command.starts_with("\"EVALSHA\"")), "{commands:?}");
 }
@@ -476,4 +492,388 @@ async fn loan_evaluation_uses_verified_codes_and_live_status(backend: Backend) {
     assert_eq!(figure("borrower.balance").value, "10000.00 yuan");
     assert_eq!(figure("co_borrower.continuous_months").source, "live-registry");
     assert_eq!(figure("building_age_years").source, "request");
+}
+
+/// A verification request with a request id.
+fn verify_request(text: &str, request_id: &str) -> pb::VerifyCodeRequest {
+    pb::VerifyCodeRequest {
+        code: Some(pb::verify_code_request::Code::Text(text.into())),
+        purpose: 0,
+        request_id: request_id.into(),
+    }
+}
+
+async fn a_retry_with_the_same_request_id_is_the_same_verification(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let code = app.issue(ZHANG_WEI).await;
+    let mut verifier = app.verifier().await;
+    let first = verifier.verify_code(verify_request(&code.text, "scan-1")).await.unwrap().into_inner();
+    assert_eq!(verdict(&first), pb::Verdict::Valid);
+    // The counter lost the answer and asks again: the same verification, not a second use.
+    app.clock.advance(5);
+    let retry = verifier.verify_code(verify_request(&code.text, "scan-1")).await.unwrap().into_inner();
+    assert_eq!(verdict(&retry), pb::Verdict::Valid);
+    assert_eq!(retry.verification_id, first.verification_id);
+    assert_eq!(retry.live, first.live);
+    // Anyone else, or the same counter scanning anew, finds it used.
+    for other in ["scan-2", ""] {
+        let again = verifier.verify_code(verify_request(&code.text, other)).await.unwrap().into_inner();
+        assert_eq!(verdict(&again), pb::Verdict::AlreadyUsed, "request id {other:?}");
+    }
+    // The member sees one use and the two later attempts, counted on one line.
+    let usage = app.usage_of(ZHANG_WEI).await;
+    let lines: Vec<_> = usage.entries.iter().map(|entry| (result_of(entry), entry.count)).collect();
+    assert_eq!(lines, [(pb::Verdict::AlreadyUsed, 2), (pb::Verdict::Valid, 1)]);
+    let bad = verifier.verify_code(verify_request(&code.text, "no spaces|or bars")).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("request_id"), "{}", bad.message());
+}
+
+async fn replays_never_push_valid_entries_out_of_the_usage_record(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (first, second) = (app.issue(ZHANG_WEI).await, app.issue(ZHANG_WEI).await);
+    for code in [&first, &second] {
+        assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::Valid);
+    }
+    // 210 replays of one code are one counted line.
+    app.clock.advance(60);
+    for _ in 0..210 {
+        app.verify_text(&first.text).await.unwrap();
+    }
+    let usage = app.usage_of(ZHANG_WEI).await;
+    assert_eq!(usage.entries.len(), 3);
+    let replayed = &usage.entries[0];
+    assert_eq!(
+        (result_of(replayed), replayed.count, replayed.code_id.as_str()),
+        (pb::Verdict::AlreadyUsed, 210, first.code_id.as_str())
+    );
+    // Alternating replays defeat the counting; they displace older replays, never a VALID entry.
+    for _ in 0..110 {
+        app.verify_text(&first.text).await.unwrap();
+        app.verify_text(&second.text).await.unwrap();
+    }
+    let usage = app.usage_of(ZHANG_WEI).await;
+    let valid: Vec<&str> = usage
+        .entries
+        .iter()
+        .filter(|entry| result_of(entry) == pb::Verdict::Valid)
+        .map(|entry| entry.code_id.as_str())
+        .collect();
+    assert_eq!(valid.len(), 2, "both genuine uses stay");
+    assert!(valid.contains(&first.code_id.as_str()) && valid.contains(&second.code_id.as_str()));
+    assert_eq!(usage.entries.len(), 202, "200 other entries are kept besides");
+}
+
+async fn only_a_live_code_of_the_member_can_be_revoked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let code = app.issue(ZHANG_WEI).await;
+    let keys_before = app.redis.as_ref().map(|redis| redis.cli(&["DBSIZE"]));
+    let mut issuer = app.issuer().await;
+    let revoke = |id_number: &str, code_id: &str| pb::RevokeCodeRequest {
+        issuer_centre: "410800".into(),
+        id_number: id_number.into(),
+        code_id: code_id.into(),
+    };
+    for (id_number, code_id) in [(ZHANG_WEI, "00112233445566778899aabb"), (WANG_FANG, code.code_id.as_str())] {
+        let error = issuer.revoke_code(revoke(id_number, code_id)).await.unwrap_err();
+        assert_eq!(error.code(), Code::NotFound, "{id_number} {code_id}");
+    }
+    // Nothing was written for them.
+    assert_eq!(app.redis.as_ref().map(|redis| redis.cli(&["DBSIZE"])), keys_before);
+    assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::Valid, "still the member's");
+    // The member's own code revokes; once expired it no longer exists to revoke.
+    let lost = app.issue(ZHANG_WEI).await;
+    issuer.revoke_code(revoke(ZHANG_WEI, &lost.code_id)).await.unwrap();
+    let expired = app.issue(ZHANG_WEI).await;
+    app.clock.advance(86_400);
+    if backend == Backend::Memory {
+        let error = issuer.revoke_code(revoke(ZHANG_WEI, &expired.code_id)).await.unwrap_err();
+        assert_eq!(error.code(), Code::NotFound);
+    }
+}
+
+fn member(id_number: &str, name: &str, status: pb::DepositStatus) -> pb::MemberStatus {
+    pb::MemberStatus { id_number: id_number.into(), name: name.into(), status: Some(status) }
+}
+
+async fn publish_checks_every_field_and_refuses_version_jumps(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut registry = app.registry().await;
+    let batch = |records: Vec<pb::MemberStatus>| pb::PublishStatusesRequest { centre: "410800".into(), records };
+    let mut too_rich = status(2, 0);
+    too_rich.balance_fen = liangma::code::bounds::MAX_BALANCE_FEN + 1;
+    let mut pinned = status(1 << 42, 1);
+    pinned.registry_version = 1 << 42;
+    for (record, field) in [
+        (member(ZHANG_WEI, &"名".repeat(65), status(2, 1)), "records[0].name"),
+        (member(ZHANG_WEI, "张\u{7}伟", status(2, 1)), "records[0].name"),
+        (member(ZHANG_WEI, "张伟", too_rich), "balance_fen"),
+        (member(ZHANG_WEI, "张伟", pinned), "registry_version"),
+        (member(ZHANG_WEI, "张伟", status(0, 1)), "registry_version"),
+    ] {
+        let error = registry.publish_statuses(batch(vec![record])).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument);
+        assert!(error.message().contains(field), "{field}: {}", error.message());
+    }
+    // The largest values a record may hold still make a code.
+    let mut largest = status(3, liangma::code::bounds::MAX_BALANCE_FEN);
+    largest.monthly_deposit_fen = liangma::code::bounds::MAX_MONTHLY_DEPOSIT_FEN;
+    largest.continuous_months = liangma::code::bounds::MAX_CONTINUOUS_MONTHS;
+    largest.loans_used = liangma::code::bounds::MAX_LOANS_USED;
+    let applied =
+        registry.publish_statuses(batch(vec![member(ZHANG_WEI, "张伟", largest)])).await.unwrap().into_inner();
+    assert_eq!(applied.applied, 1);
+    assert_eq!(verdict(&app.verify_text(&app.issue(ZHANG_WEI).await.text).await.unwrap()), pb::Verdict::Valid);
+    // A version more than the allowed step ahead is refused for its record alone.
+    let jump = liangma::config::Config::default().limits.max_version_step + 4;
+    let outcome = registry
+        .publish_statuses(batch(vec![
+            member(ZHANG_WEI, "张伟", status(jump, 1)),
+            member(WANG_FANG, "王芳", status(2, 900_000)),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((outcome.applied, outcome.ignored_not_newer), (1, 0));
+    assert_eq!(outcome.rejected, [pb::RejectedRecord { index: 0, reason: "VERSION_STEP_TOO_LARGE".into() }]);
+    // The genuine next version still applies: nothing was pinned.
+    assert_eq!(publish(&app, ZHANG_WEI, 4, 2_000_000).await.applied, 1);
+}
+
+async fn a_member_cannot_be_their_own_co_borrower(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut loans = pb::loan_service_client::LoanServiceClient::new(app.channel().await);
+    let (code, other_code) = (app.issue(ZHANG_WEI).await, app.issue(ZHANG_WEI).await);
+    let verified = app.verify_text(&app.issue(ZHANG_WEI).await.text).await.unwrap();
+    let by_id =
+        || Some(pb::PartyCode { code: Some(pb::party_code::Code::VerificationId(verified.verification_id.clone())) });
+    for (borrower, co_borrower) in [
+        (party_text(&code.text), party_text(&code.text)),
+        (party_text(&code.text), party_text(&other_code.text)),
+        (by_id(), by_id()),
+        (by_id(), party_text(&code.text)),
+    ] {
+        let request = pb::EvaluateOffsiteLoanRequest {
+            borrower,
+            co_borrower,
+            house_price_fen: 200_000_000,
+            house_kind: pb::HouseKind::New.into(),
+            ..Default::default()
+        };
+        let error = loans.evaluate_offsite_loan(request).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument);
+        assert!(error.message().contains("same member"), "{}", error.message());
+    }
+    // Refused before anything was consumed.
+    for code in [&code, &other_code] {
+        assert_eq!(verdict(&app.verify_text(&code.text).await.unwrap()), pb::Verdict::Valid);
+    }
+}
+
+async fn no_code_is_consumed_by_a_loan_evaluation_that_fails_its_checks(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut loans = pb::loan_service_client::LoanServiceClient::new(app.channel().await);
+    let borrower = app.issue(ZHANG_WEI).await;
+    // The spouse's code is for another purpose: refused offline, so the borrower's stays unused.
+    let deposit_certificate = app
+        .issuer()
+        .await
+        .issue_code(pb::IssueCodeRequest {
+            purpose: pb::Purpose::DepositCertificate.into(),
+            ..issue_request("410800", WANG_FANG)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let request = |co_borrower: &str, request_id: &str| pb::EvaluateOffsiteLoanRequest {
+        borrower: party_text(&borrower.text),
+        co_borrower: party_text(co_borrower),
+        house_price_fen: 150_000_000,
+        house_kind: pb::HouseKind::New.into(),
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    let error = loans.evaluate_offsite_loan(request(&deposit_certificate.text, "loan-1")).await.unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    assert!(
+        error.message().contains("co_borrower") && error.message().contains("WRONG_PURPOSE"),
+        "{}",
+        error.message()
+    );
+    // The spouse's code was used elsewhere meanwhile: the borrower's is consumed first, and the
+    // answer says how to use it again.
+    let spouse = app.issue(WANG_FANG).await;
+    app.verify_text(&spouse.text).await.unwrap();
+    let error = loans.evaluate_offsite_loan(request(&spouse.text, "loan-2")).await.unwrap_err();
+    assert!(error.message().contains("ALREADY_USED") && error.message().contains("request_id"), "{}", error.message());
+    let alone = pb::EvaluateOffsiteLoanRequest { co_borrower: None, ..request("", "loan-2") };
+    let evaluation = loans.evaluate_offsite_loan(alone).await.unwrap().into_inner();
+    assert!(evaluation.eligible, "the same request id uses the borrower's code again: {evaluation:?}");
+    // With the same request id the code serves each question about the term.
+    let code = app.issue(ZHANG_WEI).await;
+    let term = |years: u32| pb::EvaluateOffsiteLoanRequest {
+        borrower: party_text(&code.text),
+        house_price_fen: 70_000_000,
+        house_kind: pb::HouseKind::New.into(),
+        requested_term_years: years,
+        request_id: "loan-3".into(),
+        ..Default::default()
+    };
+    for (years, allowed) in [(0, None), (30, Some(true)), (31, Some(false))] {
+        let evaluation = loans.evaluate_offsite_loan(term(years)).await.unwrap().into_inner();
+        assert_eq!(evaluation.requested_term_allowed, allowed, "{years} years");
+        assert_eq!(evaluation.max_term_years, 30);
+    }
+}
+
+/// Redis frozen mid-verification: the call times out (UNAVAILABLE, outcome unknown), Redis then
+/// runs what it had received, and the counter's retry with the same request id gets VALID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_timeout_gets_the_original_valid_not_already_used() {
+    let app = spawn_app(Backend::Redis).await;
+    let redis = app.redis.as_ref().unwrap();
+    let code = app.issue(ZHANG_WEI).await;
+    let mut verifier = app.verifier().await;
+    redis.pause();
+    let lost = verifier.verify_code(verify_request(&code.text, "counter-7-scan-1")).await.unwrap_err();
+    redis.resume();
+    assert_eq!(lost.code(), Code::Unavailable, "{lost:?}");
+    app.clock.advance(1);
+    let retry = verifier.verify_code(verify_request(&code.text, "counter-7-scan-1")).await.unwrap().into_inner();
+    assert_eq!(verdict(&retry), pb::Verdict::Valid);
+    let other = verifier.verify_code(verify_request(&code.text, "counter-9-scan-1")).await.unwrap().into_inner();
+    assert_eq!(verdict(&other), pb::Verdict::AlreadyUsed);
+    // The member's record holds what happened: one use, one refusal, nothing no counter saw.
+    let usage = app.usage_of(ZHANG_WEI).await;
+    let lines: Vec<_> = usage.entries.iter().map(|entry| (result_of(entry), entry.count)).collect();
+    assert_eq!(lines, [(pb::Verdict::AlreadyUsed, 1), (pb::Verdict::Valid, 1)]);
+}
+
+/// With Redis gone, every call that needs it answers UNAVAILABLE within the store timeout, and
+/// health says which services cannot serve until Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_calls_fail_within_the_store_timeout_and_health_follows_the_store() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut app = spawn_configured(Backend::Redis, |config| config.store.timeout_ms = 300).await;
+    let code = app.issue(ZHANG_WEI).await;
+    let health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
+    let status_of = |service: &'static str| {
+        let mut health = health.clone();
+        async move {
+            let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
+            ServingStatus::try_from(health.check(request).await.unwrap().into_inner().status).unwrap()
+        }
+    };
+    let wait_for = |service: &'static str, wanted: ServingStatus| async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while status_of(service).await != wanted {
+            assert!(Instant::now() < deadline, "{service} never became {wanted:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    app.redis.as_mut().unwrap().kill();
+    wait_for("liangma.v1.VerifierService", ServingStatus::NotServing).await;
+    for service in [
+        "",
+        "liangma.v1.IssuerService",
+        "liangma.v1.RegistryService",
+        "liangma.v1.UsageRecordService",
+        "liangma.v1.LoanService",
+    ] {
+        assert_eq!(status_of(service).await, ServingStatus::NotServing, "{service:?}");
+    }
+    assert_eq!(status_of("liangma.v1.TrustDirectoryService").await, ServingStatus::Serving, "needs no store");
+
+    // The bound: the store timeout, plus what a call costs without the store (generous for a
+    // loaded 2-core machine, far below two timeouts).
+    let bound = Duration::from_millis(300 + 200);
+    let timed = |name: &'static str, call: std::pin::Pin<Box<dyn std::future::Future<Output = Code> + Send>>| async move {
+        let started = Instant::now();
+        let code = call.await;
+        assert_eq!(code, Code::Unavailable, "{name}");
+        assert!(started.elapsed() < bound, "{name} took {:?}", started.elapsed());
+    };
+    let (mut verifier, mut usage, mut registry, mut issuer) =
+        (app.verifier().await, app.usage().await, app.registry().await, app.issuer().await);
+    let digits = code.digits.clone();
+    timed(
+        "VerifyCode by digits",
+        Box::pin(async move {
+            let request = pb::VerifyCodeRequest {
+                code: Some(pb::verify_code_request::Code::Digits(digits)),
+                ..Default::default()
+            };
+            verifier.verify_code(request).await.unwrap_err().code()
+        }),
+    )
+    .await;
+    timed(
+        "ListUsage",
+        Box::pin(async move {
+            let request = pb::ListUsageRequest { issuer_centre: "410800".into(), id_number: ZHANG_WEI.into() };
+            usage.list_usage(request).await.unwrap_err().code()
+        }),
+    )
+    .await;
+    timed(
+        "PublishStatuses",
+        Box::pin(async move {
+            let request = pb::PublishStatusesRequest {
+                centre: "410800".into(),
+                records: vec![member(ZHANG_WEI, "张伟", status(9, 1))],
+            };
+            registry.publish_statuses(request).await.unwrap_err().code()
+        }),
+    )
+    .await;
+    timed(
+        "IssueCode",
+        Box::pin(async move { issuer.issue_code(issue_request("410800", ZHANG_WEI)).await.unwrap_err().code() }),
+    )
+    .await;
+
+    app.redis.as_mut().unwrap().restart();
+    wait_for("liangma.v1.VerifierService", ServingStatus::Serving).await;
+    assert_eq!(status_of("").await, ServingStatus::Serving);
+}
+
+/// A stored record the service cannot read refuses only its own publication, as a
+/// non-retryable rejection; `liangma registry forget` repairs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_stored_record_refuses_only_itself_until_an_operator_forgets_it() {
+    let app = spawn_app(Backend::Redis).await;
+    let redis = app.redis.as_ref().unwrap();
+    let secret = liangma::trust::SubjectSecret::read_file(&app.data_dir.path().join("dev-410800-subject.key")).unwrap();
+    let reference = secret.subject_ref(&ZHANG_WEI.parse().unwrap()).to_full_hex();
+    let key = format!("{KEY_PREFIX}:{{410800:{reference}}}:record");
+    redis.cli(&["SET", &key, "not a record"]);
+    let outcome = app
+        .registry()
+        .await
+        .publish_statuses(pb::PublishStatusesRequest {
+            centre: "410800".into(),
+            records: vec![member(ZHANG_WEI, "张伟", status(2, 1)), member(WANG_FANG, "王芳", status(2, 900_000))],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome.applied, 1, "the other record is stored");
+    assert_eq!(outcome.rejected, [pb::RejectedRecord { index: 0, reason: "STORED_RECORD_UNREADABLE".into() }]);
+
+    let config = app.data_dir.path().join("liangma.toml");
+    let settings = format!(
+        "data_dir = {:?}\n[store]\nbackend = \"redis\"\nredis_url = {:?}\nkey_prefix = {KEY_PREFIX:?}\n",
+        app.data_dir.path(),
+        redis.url()
+    );
+    std::fs::write(&config, settings).unwrap();
+    let forget = std::process::Command::new(env!("CARGO_BIN_EXE_liangma"))
+        .args(["registry", "forget", "--centre", "410800", "--id-number", ZHANG_WEI, "--config"])
+        .arg(&config)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(forget.status.success(), "{}", String::from_utf8_lossy(&forget.stderr));
+    assert!(String::from_utf8_lossy(&forget.stdout).contains("removed"));
+    assert_eq!(publish(&app, ZHANG_WEI, 2, 1).await.applied, 1, "publishing works again");
 }

@@ -1,0 +1,44 @@
+//! `liangma registry forget`: an operator deletes one member's registry record in the configured store.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::EXIT_VALID;
+use crate::clock::{Clock, SystemClock};
+use crate::code::CentreCode;
+use crate::config::{Config, StoreBackend};
+use crate::issue::IdNumber;
+use crate::store::RegistryStore;
+use crate::store::redis::{RedisSettings, RedisStore};
+
+pub(super) fn forget(config_path: Option<&Path>, centre: CentreCode, id_number: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path, |name| std::env::var(name).ok()).context("configuration")?;
+    anyhow::ensure!(
+        config.store.backend == StoreBackend::Redis,
+        "the memory store lives inside the serving process: restarting it forgets every record"
+    );
+    let id_number: IdNumber = id_number.parse().context("--id-number")?;
+    let (_, issuers, _) = crate::app::identity(&config, SystemClock.now())?;
+    let issuer = issuers
+        .iter()
+        .find(|issuer| issuer.centre() == centre)
+        .with_context(|| format!("this configuration does not issue for centre {centre}"))?;
+    let subject = crate::store::Subject { centre, reference: issuer.subject_ref(&id_number) };
+    let settings = RedisSettings {
+        url: config.store.redis_url.clone(),
+        key_prefix: config.store.key_prefix.clone(),
+        timeout: config.redis_timeout(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let removed = runtime.block_on(async { RedisStore::connect(&settings)?.remove(subject).await })?;
+    if removed {
+        println!(
+            "removed the registry record of this member of {centre}; the next publication is stored whatever its version"
+        );
+    } else {
+        println!("this member of {centre} has no registry record");
+    }
+    Ok(ExitCode::from(EXIT_VALID))
+}
