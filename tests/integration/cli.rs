@@ -202,6 +202,15 @@ fn the_record_can_come_from_stdin() {
 fn keygen_writes_an_owner_only_key_and_never_prints_it() {
     let ws = Workspace::new();
     let out = ws.ok(&["keygen", "--centre", "410800", "--out-dir", "keys"]);
+    // The key file is one a centre's security team reads with OpenSSL.
+    let key_id = out.lines().next().unwrap().rsplit(' ').next().unwrap();
+    let openssl = Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in"])
+        .arg(ws.path(&format!("keys/410800-{key_id}.pem")))
+        .output()
+        .expect("openssl must be installed (scripts/test installs it)");
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+    assert!(String::from_utf8_lossy(&openssl.stdout).contains("ED25519 Private-Key"));
     assert!(!out.contains("PRIVATE KEY"));
     let pem_name = std::fs::read_dir(ws.path("keys"))
         .unwrap()
@@ -302,18 +311,10 @@ fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
     let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
     let code = stdout(&ws.issue(&key, MORNING, &["--audience", "440300"])).trim_end().to_string();
     let evaluate = |at: &str, extra: &[&str]| {
-        let mut args = vec![
-            "loan",
-            "evaluate",
-            "--trust",
-            "trust.json",
-            "--centre",
-            "440300",
-            "--house-price-yuan",
-            "700000",
-            "--at",
-            at,
-        ];
+        let mut args = vec!["loan", "evaluate", "--trust", "trust.json", "--centre", "440300", "--at", at];
+        if !extra.contains(&"--house-price-yuan") {
+            args.extend(["--house-price-yuan", "700000"]);
+        }
         args.extend_from_slice(extra);
         args.push(&code);
         ws.run(&args)
@@ -327,8 +328,32 @@ fn loan_evaluate_compares_policies_and_check_names_bad_fields() {
     // The policies are Jiaozuo's, the counter Shenzhen's: said, not silently applied.
     assert!(String::from_utf8_lossy(&output.stderr).contains("policy jiaozuo-2024 belongs to centre 410800"));
     assert_eq!(evaluations[0]["figures"][1]["source"], "code-claims");
+    // One vocabulary with the gRPC API: amounts in fen named so, reasons as {party, reason}.
+    let cheap = evaluate(LATER, &["--json", "--house-price-yuan", "100"]);
+    assert_eq!(cheap.status.code(), Some(1), "not eligible anywhere");
+    let cheap: serde_json::Value = serde_json::from_slice(&cheap.stdout).unwrap();
+    assert_eq!(cheap[0]["reasons"][0], serde_json::json!({"party": "house", "reason": "PRICE_TOO_LOW"}));
+    assert_eq!(cheap[0]["decided_by"], serde_json::Value::Null, "no cap decides an ineligible loan");
+    assert_eq!(cheap[0]["steps"][0]["amount_fen"], 60_000_000);
     let table = evaluate(LATER, &[]);
     assert!(stdout(&table).contains("560000.00"), "{}", stdout(&table));
+    let ineligible = evaluate(LATER, &["--house-price-yuan", "100"]);
+    assert!(!stdout(&ineligible).contains("price-ratio"), "{}", stdout(&ineligible));
+    let term = evaluate(LATER, &["--term", "35"]);
+    assert!(stdout(&term).contains("no (at most 30)"), "{}", stdout(&term));
+    // Bad arguments: exit 2 with a message that says what is wrong.
+    for (extra, message) in [
+        (&["--house-price-yuan", "0"][..], "must be positive"),
+        (&["--house-price-yuan", "-1"][..], "not a positive amount"),
+        (&["--term", "0"][..], "--term"),
+        (&["--co-borrower", code.as_str()][..], "same member"),
+    ] {
+        let refused = evaluate(LATER, extra);
+        assert_eq!(refused.status.code(), Some(2), "{extra:?}");
+        let error = String::from_utf8_lossy(&refused.stderr);
+        assert!(error.contains(message), "{extra:?}: {error}");
+        assert!(!error.contains("-- -1"), "{error}");
+    }
     let expired = evaluate("2026-11-27T00:00:00+08:00", &[]);
     assert_eq!(expired.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&expired.stderr).contains("EXPIRED"));

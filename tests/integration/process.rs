@@ -234,3 +234,39 @@ async fn accept_errors_back_off_instead_of_spinning() {
     let (_, log, _) = served.terminate();
     assert!(log.contains("accepting a connection failed; backing off"), "{log}");
 }
+
+/// `liangma client` as a person at a counter uses it: times in China Standard Time, and a
+/// verification retried with its request id is the same verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_shows_local_times_and_retries_with_its_request_id() {
+    let app = crate::harness::spawn_app(crate::harness::Backend::Memory).await;
+    let server = format!("http://{}", app.address);
+    let client = move |args: Vec<String>| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_liangma"))
+                .arg("client")
+                .arg("--server")
+                .arg(server)
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let words = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let issued =
+        client(words(&format!("issue --issuer 410800 --id-number {ZHANG_WEI} --audience 440300"))).await.unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let code = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+    assert!(String::from_utf8_lossy(&issued.stderr).contains("expires 2026-11-27T00:00:00+08:00"));
+    for _ in 0..2 {
+        let verified =
+            client(vec!["verify".into(), code.clone(), "--request-id".into(), "desk-3-0001".into()]).await.unwrap();
+        assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
+        assert!(String::from_utf8_lossy(&verified.stdout).starts_with("VALID"));
+    }
+    let again = client(vec!["verify".into(), code]).await.unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let line = String::from_utf8(again.stdout).unwrap();
+    assert!(line.starts_with("ALREADY_USED") && line.contains("used_by=440300 at=2026-11-26T09:30:00+08:00"), "{line}");
+}
