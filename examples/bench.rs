@@ -734,17 +734,22 @@ impl Bench {
             h2load(sign_anchor.address, ISSUE, &request, &options, requests)
         })?;
         check_anchor(sign_anchor, requests)?;
-        // Every issued code stores its digits with one SET: the count proves every answer was an issuance.
+        // Every issued code stores its digits and its issued mark with two SETs (one round trip):
+        // the count proves every answer was an issuance.
         let sets_before = self.stat("set");
         let issue = self.with_cpu(self.service.pid, requests, || {
             h2load(self.service.address, ISSUE, &request, &options, requests)
         })?;
-        ensure!(self.stat("set") - sets_before == requests as u64, "not every IssueCode issued a code");
+        ensure!(self.stat("set") - sets_before == 2 * requests as u64, "not every IssueCode issued a code");
         self.rows.push(Row::new("anchor: tonic + sign", format!("h2load {load}"), anchor));
         self.rows.push(
-            Row::new("liangma IssueCode, no QR (registry read, sign, digits stored)", format!("h2load {load}"), issue)
-                .against(&anchor)
-                .target("≥ 0.90× anchor throughput", issue.per_second >= 0.9 * anchor.per_second),
+            Row::new(
+                "liangma IssueCode, no QR (registry read, sign, digits and issued mark stored)",
+                format!("h2load {load}"),
+                issue,
+            )
+            .against(&anchor)
+            .target("≥ 0.90× anchor throughput", issue.per_second >= 0.9 * anchor.per_second),
         );
         Ok(())
     }
