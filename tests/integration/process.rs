@@ -74,6 +74,18 @@ async fn serve_with(log_level: &str, config: &[&str], read_logs: bool) -> Served
     Served { child, address: format!("http://{address}"), log, start_reading, _data: data }
 }
 
+async fn issue_for_zhang_wei(
+    issuer: &mut pb::issuer_service_client::IssuerServiceClient<tonic::transport::Channel>,
+) -> pb::IssueCodeResponse {
+    let request = pb::IssueCodeRequest {
+        issuer_centre: "410800".into(),
+        id_number: ZHANG_WEI.into(),
+        purpose: pb::Purpose::OffsiteLoan.into(),
+        ..Default::default()
+    };
+    issuer.issue_code(request).await.unwrap().into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_server_cleanly() {
     let served = serve("info").await;
@@ -123,16 +135,7 @@ async fn logs_at_every_level_carry_no_personal_data() {
         })
         .await
         .unwrap();
-    let code = issuer
-        .issue_code(pb::IssueCodeRequest {
-            issuer_centre: "410800".into(),
-            id_number: ZHANG_WEI.into(),
-            purpose: pb::Purpose::OffsiteLoan.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let code = issue_for_zhang_wei(&mut issuer).await;
     for _ in 0..2 {
         verifier
             .verify_code(pb::VerifyCodeRequest {
@@ -171,16 +174,7 @@ async fn a_stalled_log_reader_never_stalls_the_service() {
     let channel = tonic::transport::Channel::from_shared(served.address.clone()).unwrap().connect().await.unwrap();
     let mut issuer = pb::issuer_service_client::IssuerServiceClient::new(channel.clone());
     let mut verifier = pb::verifier_service_client::VerifierServiceClient::new(channel);
-    let code = issuer
-        .issue_code(pb::IssueCodeRequest {
-            issuer_centre: "410800".into(),
-            id_number: ZHANG_WEI.into(),
-            purpose: pb::Purpose::OffsiteLoan.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let code = issue_for_zhang_wei(&mut issuer).await;
     // Each call logs a line of about 150 bytes: 3,000 overfill a 64 KiB pipe several times.
     for _ in 0..3_000 {
         let mut request = tonic::Request::new(pb::VerifyCodeRequest {
