@@ -48,7 +48,7 @@ impl<U: prost::Message + Default> Decoder for MalformedIsInvalid<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0
             .decode(buf)
-            .map_err(|status| Status::invalid_argument(format!("malformed request: {}", status.message())))
+            .map_err(|status| Status::invalid_argument(format!("malformed message: {}", status.message())))
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -96,11 +96,11 @@ impl RequestId {
             .then(|| Self(text.to_owned()))
     }
 
-    /// The id with a suffix naming one part of a request (e.g. a loan party), still an id.
+    /// The id of one part of the request (e.g. a loan party): the id, `:` and `suffix`. It may
+    /// be longer than a caller's id ([`RequestId::MAX_LEN`] bounds what callers send, not what
+    /// is stored), so that two requests never share a part.
     pub fn part(&self, suffix: &str) -> Self {
-        let mut id = self.0.clone();
-        id.truncate(Self::MAX_LEN.saturating_sub(suffix.len() + 1));
-        Self(format!("{id}:{suffix}"))
+        Self(format!("{}:{suffix}", self.0))
     }
 
     /// The id as text.
