@@ -399,7 +399,7 @@ const BENCH_MEMBERS: u64 = 10_000;
 /// A fake but valid resident ID number for registry member `n` (below 10^9).
 fn id_number(n: u64) -> String {
     let body = format!("41080219{n:09}");
-    let check = body.as_bytes().first_chunk::<17>().and_then(liangma::issue::IdNumber::check_character);
+    let check = body.as_bytes().first_chunk::<17>().and_then(liangma::model::IdNumber::check_character);
     format!("{body}{}", char::from(check.expect("17 digits")))
 }
 

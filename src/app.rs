@@ -9,8 +9,8 @@ use crate::clock::{Clock, Timestamp};
 use crate::code::{AccountStatus, CentreCode, DepositClaims, Fen, LoanState};
 use crate::config::Config;
 use crate::issue::Issuer;
-use crate::service::{Liangma, MemberStatus, ServiceSettings};
-use crate::store::{CodeStore, RegistryStore};
+use crate::service::{Liangma, MemberStatus, PublishCommand, ServiceSettings};
+use crate::store::Store;
 use crate::trust::{CentreKey, SubjectSecret, TrustList};
 use crate::verify::VerifierPolicy;
 
@@ -105,11 +105,7 @@ pub fn service_settings(config: &Config, trust_list_path: std::path::PathBuf) ->
 }
 
 /// Builds the service over `store`, publishing the sample members when configured.
-pub async fn build<S: RegistryStore + CodeStore>(
-    config: &Config,
-    store: S,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<Liangma<S>> {
+pub async fn build<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) -> anyhow::Result<Liangma<S>> {
     let (trust, issuers, trust_path) = identity(config, clock.now())?;
     let service = Liangma::new(store, clock, trust, issuers, service_settings(config, trust_path)?)
         .context("starting the QR renderer threads")?;
@@ -119,7 +115,7 @@ pub async fn build<S: RegistryStore + CodeStore>(
     Ok(service)
 }
 
-async fn publish_samples<S: RegistryStore + CodeStore>(service: &Liangma<S>) -> anyhow::Result<()> {
+async fn publish_samples<S: Store>(service: &Liangma<S>) -> anyhow::Result<()> {
     for (code, _) in DEV_CENTRES {
         let centre = CentreCode::new(code).expect("valid");
         let members = SAMPLE_MEMBERS
@@ -139,7 +135,10 @@ async fn publish_samples<S: RegistryStore + CodeStore>(service: &Liangma<S>) -> 
                 },
             })
             .collect();
-        service.publish(centre, members).await.map_err(|e| anyhow::anyhow!("publishing sample members: {e}"))?;
+        service
+            .publish(PublishCommand { centre, members })
+            .await
+            .map_err(|e| anyhow::anyhow!("publishing sample members: {e}"))?;
     }
     Ok(())
 }

@@ -1,8 +1,5 @@
 //! Issuance: a home centre turns a member's deposit record into a signed code.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::Deserialize;
 
 use crate::clock::Timestamp;
@@ -10,69 +7,8 @@ use crate::code::envelope::{self, MAX_ISSUED_AT, MAX_ISSUED_CLAIMS_LEN, MAX_VALI
 use crate::code::{
     AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, OutOfRange, Purpose, SubjectRef,
 };
+use crate::model::IdNumber;
 use crate::trust::{CentreKey, KeyStatus, SubjectSecret, TrustList, TrustedKey};
-
-/// A mainland resident ID number (GB 11643): 17 digits and a check character.
-///
-/// It is only ever hashed into a subject reference; `Debug` and every error message hide it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct IdNumber(String);
-
-impl IdNumber {
-    /// The normalized number (check character `X` in upper case).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The form a counter may see: first 3 and last 4 characters, e.g. `110***********002X`.
-    pub fn masked(&self) -> String {
-        format!("{}***********{}", &self.0[..3], &self.0[14..])
-    }
-
-    /// The check character that completes 17 digits (GB 11643, ISO 7064 MOD 11-2); `None` if
-    /// they are not all digits.
-    pub fn check_character(first_17: &[u8; 17]) -> Option<u8> {
-        const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-        const CHECK: &[u8; 11] = b"10X98765432";
-        if !first_17.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let sum: u32 = first_17.iter().zip(WEIGHTS).map(|(digit, weight)| u32::from(digit - b'0') * weight).sum();
-        Some(CHECK[(sum % 11) as usize])
-    }
-}
-
-impl fmt::Debug for IdNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("IdNumber(<redacted>)")
-    }
-}
-
-/// The text is not a valid ID number; deliberately says nothing about the text itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid 18-character resident ID number (17 digits and a check character)")]
-pub struct IdNumberError;
-
-impl FromStr for IdNumber {
-    type Err = IdNumberError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bytes = text.as_bytes();
-        let (Some(first_17), Some(&last)) = (bytes.first_chunk::<17>(), bytes.get(17)) else {
-            return Err(IdNumberError);
-        };
-        if bytes.len() != 18 || Self::check_character(first_17) != Some(last.to_ascii_uppercase()) {
-            return Err(IdNumberError);
-        }
-        Ok(Self(text.to_ascii_uppercase()))
-    }
-}
-
-impl<'de> Deserialize<'de> for IdNumber {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = zeroize::Zeroizing::new(String::deserialize(deserializer)?);
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// A member's deposit record as the home centre's core system exports it (JSON; see
 /// docs/code-format.md §"Deposit record").

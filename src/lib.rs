@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod issue;
 pub mod loan;
 pub mod logging;
+pub mod model;
 pub mod pb;
 pub mod render;
 pub mod service;

@@ -6,7 +6,13 @@ use anyhow::Context;
 
 use super::{ClientArgs, ClientCommand, EXIT_INVALID, EXIT_VALID};
 use crate::code::Fen;
+use crate::model::Verdict;
 use crate::pb::v1 as pb;
+
+/// The domain verdict of a response's verdict number (`None`: unspecified or unknown).
+fn verdict_named(wire: i32) -> Option<Verdict> {
+    pb::Verdict::try_from(wire).ok().and_then(crate::grpc::convert::verdict_of)
+}
 
 /// A fresh random request id (32 hex digits).
 fn new_request_id() -> anyhow::Result<String> {
@@ -75,9 +81,8 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 }
                 Err(status) => return Err(status.into()),
             };
-            let verdict = pb::Verdict::try_from(response.verdict).unwrap_or(pb::Verdict::Unspecified);
-            let name = verdict.as_str_name().trim_start_matches("VERDICT_");
-            print!("{name}");
+            let verdict = verdict_named(response.verdict);
+            print!("{}", verdict.map_or("UNSPECIFIED", Verdict::as_str));
             if !response.detail.is_empty() {
                 print!(" ({})", response.detail);
             }
@@ -110,7 +115,7 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 print!(" used_by={} at={at}", previous.centre);
             }
             println!();
-            Ok(ExitCode::from(if verdict == pb::Verdict::Valid { EXIT_VALID } else { EXIT_INVALID }))
+            Ok(ExitCode::from(if verdict == Some(Verdict::Valid) { EXIT_VALID } else { EXIT_INVALID }))
         }
         ClientCommand::Usage { issuer, id_number } => {
             let mut client = pb::usage_record_service_client::UsageRecordServiceClient::new(channel);
@@ -119,7 +124,7 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 .await?
                 .into_inner();
             for entry in response.entries {
-                let result = pb::Verdict::try_from(entry.result).unwrap_or(pb::Verdict::Unspecified);
+                let result = verdict_named(entry.result).map_or("UNSPECIFIED", Verdict::as_str);
                 let repeated = if entry.count > 1 {
                     format!(" ×{} since {}", entry.count, crate::clock::Timestamp::from_unix(entry.first_at_unix))
                 } else {
@@ -130,7 +135,7 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                     crate::clock::Timestamp::from_unix(entry.at_unix),
                     entry.centre,
                     entry.code_id,
-                    result.as_str_name().trim_start_matches("VERDICT_")
+                    result
                 );
             }
             Ok(ExitCode::from(EXIT_VALID))

@@ -9,7 +9,7 @@ use super::EXIT_VALID;
 use crate::clock::{Clock, SystemClock};
 use crate::code::CentreCode;
 use crate::config::{Config, StoreBackend};
-use crate::issue::IdNumber;
+use crate::model::IdNumber;
 use crate::store::RegistryStore;
 use crate::store::redis::{RedisSettings, RedisStore};
 
@@ -25,7 +25,7 @@ pub(super) fn forget(config_path: Option<&Path>, centre: CentreCode, id_number: 
         .iter()
         .find(|issuer| issuer.centre() == centre)
         .with_context(|| format!("this configuration does not issue for centre {centre}"))?;
-    let subject = crate::store::Subject { centre, reference: issuer.subject_ref(&id_number) };
+    let subject = crate::model::Subject { centre, reference: issuer.subject_ref(&id_number) };
     let settings = RedisSettings {
         url: config.store.redis_url.clone(),
         key_prefix: config.store.key_prefix.clone(),

@@ -10,9 +10,9 @@ use tracing_subscriber::EnvFilter;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, LogFormat, StoreBackend};
 use crate::grpc::{self, ServerSettings};
+use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisSettings, RedisStore};
-use crate::store::{CodeStore, RegistryStore};
 
 /// Exit status for a configuration that cannot be used (EX_CONFIG-style usage error).
 pub const EXIT_BAD_CONFIG: u8 = 64;
@@ -66,11 +66,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_with<S: RegistryStore + CodeStore>(
-    config: &Config,
-    store: S,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<()> {
+async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let service = Arc::new(crate::app::build(config, store, clock).await?);
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

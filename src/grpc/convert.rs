@@ -1,64 +1,74 @@
-//! Proto <-> domain: every request field is validated here into a domain type.
+//! Proto <-> domain, one conversion per message: `TryFrom` validates every request field into a domain command (errors name the field), `From` turns each domain result into its response.
 
 use crate::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, LoanState, Purpose};
-use crate::issue::IdNumber;
-use crate::loan::name_of;
+use crate::loan::{House, name_of};
+use crate::model::{IdNumber, PreviousUse, PublishOutcome, RegistryRecord, RequestId, UsageEntry, Verdict};
 use crate::pb::v1 as pb;
-use crate::service::{ServiceError, Verdict};
-use crate::store::{RegistryRecord, RequestId, UsageEntry};
+use crate::service::{
+    CodeInput, IssueCommand, IssuedCode, LoanCommand, LoanOutcome, Member, MemberStatus, PartyInput, PublishCommand,
+    QrFormat, QrImage, RevokeCommand, ServiceError, TrustListSize, Verification, VerifyCommand,
+};
 use crate::verify::Reason;
 
 fn invalid(field: &str, problem: impl std::fmt::Display) -> ServiceError {
-    ServiceError::InvalidArgument(format!("{field}: {problem}"))
+    ServiceError::invalid(field, problem)
 }
 
 /// A required 6-digit centre code.
-pub fn centre(field: &str, text: &str) -> Result<CentreCode, ServiceError> {
+fn centre(field: &str, text: &str) -> Result<CentreCode, ServiceError> {
     text.parse().map_err(|error| invalid(field, error))
 }
 
 /// An optional centre code: empty means none.
-pub fn optional_centre(field: &str, text: &str) -> Result<Option<CentreCode>, ServiceError> {
+fn optional_centre(field: &str, text: &str) -> Result<Option<CentreCode>, ServiceError> {
     if text.is_empty() { Ok(None) } else { centre(field, text).map(Some) }
 }
 
 /// A resident ID number; the error never repeats it.
-pub fn id_number(field: &str, text: &str) -> Result<IdNumber, ServiceError> {
+fn id_number(field: &str, text: &str) -> Result<IdNumber, ServiceError> {
     text.parse().map_err(|error| invalid(field, error))
 }
 
+/// A member of a home centre.
+fn member(centre_field: &str, centre_text: &str, id_text: &str) -> Result<Member, ServiceError> {
+    Ok(Member { centre: centre(centre_field, centre_text)?, id_number: id_number("id_number", id_text)? })
+}
+
 /// An optional request id: empty means none.
-pub fn request_id(field: &str, text: &str) -> Result<Option<RequestId>, ServiceError> {
+fn request_id(text: &str) -> Result<Option<RequestId>, ServiceError> {
     if text.is_empty() {
         return Ok(None);
     }
     RequestId::new(text)
         .map(Some)
-        .ok_or_else(|| invalid(field, "1 to 64 characters of A-Z a-z 0-9 . _ : - (e.g. a UUID)"))
+        .ok_or_else(|| invalid("request_id", "1 to 64 characters of A-Z a-z 0-9 . _ : - (e.g. a UUID)"))
 }
 
 /// A purpose; unspecified (0) gives `None`.
-pub fn purpose(field: &str, value: i32) -> Result<Option<Purpose>, ServiceError> {
+fn purpose(field: &str, value: i32) -> Result<Option<Purpose>, ServiceError> {
     if value == 0 {
         return Ok(None);
     }
     Purpose::from_wire(value).map(Some).ok_or_else(|| invalid(field, "unknown purpose"))
 }
 
-/// A required purpose.
-pub fn required_purpose(field: &str, value: i32) -> Result<Purpose, ServiceError> {
-    purpose(field, value)?.ok_or_else(|| invalid(field, "is required"))
-}
-
 /// A code id in 24 hex digits.
-pub fn code_id(field: &str, text: &str) -> Result<CodeId, ServiceError> {
+fn code_id(field: &str, text: &str) -> Result<CodeId, ServiceError> {
     let mut bytes = [0u8; 12];
     hex::decode_to_slice(text, &mut bytes).map_err(|_| invalid(field, "must be 24 hex digits"))?;
     Ok(CodeId::from_bytes(bytes))
 }
 
+/// A code as a scanner typed it: only a trailing line ending is removed (a space is a base45
+/// character and may end a code).
+fn scanned_text(mut text: String) -> CodeInput {
+    let kept = text.trim_end_matches(['\r', '\n']).len();
+    text.truncate(kept);
+    CodeInput::Text(text)
+}
+
 /// A deposit status to publish.
-pub fn deposit_status(field: &str, status: Option<pb::DepositStatus>) -> Result<DepositClaims, ServiceError> {
+fn deposit_status(field: &str, status: Option<pb::DepositStatus>) -> Result<DepositClaims, ServiceError> {
     let status = status.ok_or_else(|| invalid(field, "is required"))?;
     Ok(DepositClaims {
         account_status: AccountStatus::from_wire(status.account_status)
@@ -73,114 +83,307 @@ pub fn deposit_status(field: &str, status: Option<pb::DepositStatus>) -> Result<
     })
 }
 
-/// The proto form of a deposit status.
-pub fn deposit_status_view(status: &DepositClaims) -> pb::DepositStatus {
-    pb::DepositStatus {
-        account_status: status.account_status.wire(),
-        balance_fen: status.balance.0,
-        monthly_deposit_fen: status.monthly_deposit.0,
-        continuous_months: status.continuous_months,
-        loan_state: status.loan_state.wire(),
-        loans_used: status.loans_used,
-        registry_version: status.registry_version,
+impl TryFrom<pb::VerifyCodeRequest> for VerifyCommand {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::VerifyCodeRequest) -> Result<Self, ServiceError> {
+        let code = match request.code {
+            Some(pb::verify_code_request::Code::Text(text)) if !text.is_empty() => scanned_text(text),
+            Some(pb::verify_code_request::Code::Digits(digits)) if !digits.is_empty() => CodeInput::Digits(digits),
+            _ => return Err(invalid("code", "give the code text or its digits")),
+        };
+        Ok(VerifyCommand {
+            code,
+            purpose: purpose("purpose", request.purpose)?,
+            request_id: request_id(&request.request_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::IssueCodeRequest> for IssueCommand {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::IssueCodeRequest) -> Result<Self, ServiceError> {
+        Ok(IssueCommand {
+            member: member("issuer_centre", &request.issuer_centre, &request.id_number)?,
+            purpose: purpose("purpose", request.purpose)?.ok_or_else(|| invalid("purpose", "is required"))?,
+            audience: optional_centre("audience_centre", &request.audience_centre)?,
+            lifetime_seconds: (request.lifetime_seconds != 0).then_some(request.lifetime_seconds),
+            qr: match pb::QrFormat::try_from(request.qr_format) {
+                Ok(pb::QrFormat::None) => None,
+                Ok(pb::QrFormat::Png) => Some(QrFormat::Png),
+                Ok(pb::QrFormat::Svg) => Some(QrFormat::Svg),
+                Err(_) => return Err(invalid("qr_format", "unknown value")),
+            },
+        })
+    }
+}
+
+impl TryFrom<pb::RevokeCodeRequest> for RevokeCommand {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::RevokeCodeRequest) -> Result<Self, ServiceError> {
+        Ok(RevokeCommand {
+            member: member("issuer_centre", &request.issuer_centre, &request.id_number)?,
+            code_id: code_id("code_id", &request.code_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::PublishStatusesRequest> for PublishCommand {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::PublishStatusesRequest) -> Result<Self, ServiceError> {
+        let members = request
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(index, record)| {
+                Ok(MemberStatus {
+                    id_number: id_number(&format!("records[{index}].id_number"), &record.id_number)?,
+                    name: record.name,
+                    status: deposit_status(&format!("records[{index}].status"), record.status)?,
+                })
+            })
+            .collect::<Result<_, ServiceError>>()?;
+        Ok(PublishCommand { centre: centre("centre", &request.centre)?, members })
+    }
+}
+
+impl TryFrom<pb::ListUsageRequest> for Member {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::ListUsageRequest) -> Result<Self, ServiceError> {
+        member("issuer_centre", &request.issuer_centre, &request.id_number)
+    }
+}
+
+fn party(field: &str, party: Option<pb::PartyCode>) -> Result<Option<PartyInput>, ServiceError> {
+    let Some(code) = party.and_then(|party| party.code) else { return Ok(None) };
+    Ok(Some(match code {
+        pb::party_code::Code::Text(text) if !text.is_empty() => PartyInput::Code(scanned_text(text)),
+        pb::party_code::Code::Digits(digits) if !digits.is_empty() => PartyInput::Code(CodeInput::Digits(digits)),
+        pb::party_code::Code::VerificationId(id) if !id.is_empty() => PartyInput::Verified(id),
+        _ => return Err(invalid(field, "empty")),
+    }))
+}
+
+impl TryFrom<pb::EvaluateOffsiteLoanRequest> for LoanCommand {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::EvaluateOffsiteLoanRequest) -> Result<Self, ServiceError> {
+        Ok(LoanCommand {
+            request_id: request_id(&request.request_id)?,
+            borrower: party("borrower", request.borrower)?
+                .ok_or_else(|| invalid("borrower", "give a code, its digits or a verification id"))?,
+            co_borrower: party("co_borrower", request.co_borrower)?,
+            house_price: Fen(request.house_price_fen),
+            house: match pb::HouseKind::try_from(request.house_kind) {
+                Ok(pb::HouseKind::New) => House::New,
+                Ok(pb::HouseKind::SecondHand) => House::SecondHand { building_age_years: request.building_age_years },
+                _ => return Err(invalid("house_kind", "NEW or SECOND_HAND")),
+            },
+            requested_term_years: (request.requested_term_years != 0).then_some(request.requested_term_years),
+        })
+    }
+}
+
+impl From<&DepositClaims> for pb::DepositStatus {
+    fn from(status: &DepositClaims) -> Self {
+        pb::DepositStatus {
+            account_status: status.account_status.wire(),
+            balance_fen: status.balance.0,
+            monthly_deposit_fen: status.monthly_deposit.0,
+            continuous_months: status.continuous_months,
+            loan_state: status.loan_state.wire(),
+            loans_used: status.loans_used,
+            registry_version: status.registry_version,
+        }
     }
 }
 
 /// Claims for display: the subject only abbreviated.
-pub fn claims_view(claims: &Claims) -> pb::ClaimsView {
-    pb::ClaimsView {
-        issuer_centre: claims.issuer.to_string(),
-        key_id: claims.key_id.to_string(),
-        code_id: claims.code_id.to_string(),
-        issued_at_unix: claims.issued_at.unix(),
-        expires_at_unix: claims.expires_at().unix(),
-        purpose: claims.purpose.wire(),
-        audience_centre: claims.audience.map(|c| c.to_string()).unwrap_or_default(),
-        subject: claims.subject.to_string(),
-        deposit: Some(deposit_status_view(&claims.deposit)),
+impl From<&Claims> for pb::ClaimsView {
+    fn from(claims: &Claims) -> Self {
+        pb::ClaimsView {
+            issuer_centre: claims.issuer.to_string(),
+            key_id: claims.key_id.to_string(),
+            code_id: claims.code_id.to_string(),
+            issued_at_unix: claims.issued_at.unix(),
+            expires_at_unix: claims.expires_at().unix(),
+            purpose: claims.purpose.wire(),
+            audience_centre: claims.audience.map(|c| c.to_string()).unwrap_or_default(),
+            subject: claims.subject.to_string(),
+            deposit: Some((&claims.deposit).into()),
+        }
     }
 }
 
 /// The live status, `found = false` when the member has no record.
-pub fn live_status(record: Option<&RegistryRecord>) -> pb::LiveStatus {
-    match record {
-        None => pb::LiveStatus::default(),
-        Some(record) => pb::LiveStatus {
-            found: true,
-            status: Some(deposit_status_view(&record.status)),
-            masked_name: record.masked_name.clone(),
-            masked_id_number: record.masked_id_number.clone(),
-            published_at_unix: record.published_at.unix(),
-        },
+impl From<Option<&RegistryRecord>> for pb::LiveStatus {
+    fn from(record: Option<&RegistryRecord>) -> Self {
+        match record {
+            None => pb::LiveStatus::default(),
+            Some(record) => pb::LiveStatus {
+                found: true,
+                status: Some((&record.status).into()),
+                masked_name: record.masked_name.clone(),
+                masked_id_number: record.masked_id_number.clone(),
+                published_at_unix: record.published_at.unix(),
+            },
+        }
     }
 }
 
-/// The proto verdict.
-pub fn verdict(verdict: Verdict) -> pb::Verdict {
-    match verdict {
-        Verdict::Valid => pb::Verdict::Valid,
-        Verdict::CodeRevoked => pb::Verdict::CodeRevoked,
-        Verdict::AlreadyUsed => pb::Verdict::AlreadyUsed,
-        Verdict::UnknownDigits => pb::Verdict::UnknownDigits,
-        Verdict::Rejected(reason) => match reason {
-            Reason::Malformed => pb::Verdict::Malformed,
-            Reason::UnsupportedVersion => pb::Verdict::UnsupportedVersion,
-            Reason::UnknownIssuer => pb::Verdict::UnknownIssuer,
-            Reason::UnknownKey => pb::Verdict::UnknownKey,
-            Reason::KeyNotValidAtIssue => pb::Verdict::KeyNotValidAtIssue,
-            Reason::KeyRevoked => pb::Verdict::KeyRevoked,
-            Reason::BadSignature => pb::Verdict::BadSignature,
-            Reason::NotYetValid => pb::Verdict::NotYetValid,
-            Reason::Expired => pb::Verdict::Expired,
-            Reason::WrongPurpose => pb::Verdict::WrongPurpose,
-            Reason::WrongAudience => pb::Verdict::WrongAudience,
-        },
+impl From<Verdict> for pb::Verdict {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Valid => pb::Verdict::Valid,
+            Verdict::CodeRevoked => pb::Verdict::CodeRevoked,
+            Verdict::AlreadyUsed => pb::Verdict::AlreadyUsed,
+            Verdict::UnknownDigits => pb::Verdict::UnknownDigits,
+            Verdict::Rejected(reason) => match reason {
+                Reason::Malformed => pb::Verdict::Malformed,
+                Reason::UnsupportedVersion => pb::Verdict::UnsupportedVersion,
+                Reason::UnknownIssuer => pb::Verdict::UnknownIssuer,
+                Reason::UnknownKey => pb::Verdict::UnknownKey,
+                Reason::KeyNotValidAtIssue => pb::Verdict::KeyNotValidAtIssue,
+                Reason::KeyRevoked => pb::Verdict::KeyRevoked,
+                Reason::BadSignature => pb::Verdict::BadSignature,
+                Reason::NotYetValid => pb::Verdict::NotYetValid,
+                Reason::Expired => pb::Verdict::Expired,
+                Reason::WrongPurpose => pb::Verdict::WrongPurpose,
+                Reason::WrongAudience => pb::Verdict::WrongAudience,
+            },
+        }
     }
 }
 
-/// The proto verdict of a usage-record result name.
-pub fn verdict_by_name(name: &str) -> pb::Verdict {
-    pb::Verdict::from_str_name(&format!("VERDICT_{name}")).unwrap_or(pb::Verdict::Unspecified)
+/// The domain verdict of an API verdict (a client reading responses); `None` for unspecified.
+pub fn verdict_of(verdict: pb::Verdict) -> Option<Verdict> {
+    Verdict::all().find(|domain| pb::Verdict::from(*domain) == verdict)
 }
 
-/// The proto form of a usage-record line.
-pub fn usage_entry(entry: UsageEntry) -> pb::UsageEntry {
-    pb::UsageEntry {
-        at_unix: entry.at.unix(),
-        centre: entry.centre.to_string(),
-        purpose: entry.purpose.wire(),
-        result: verdict_by_name(&entry.result).into(),
-        code_id: entry.code_id.to_string(),
-        count: entry.count,
-        first_at_unix: entry.first_at.unix(),
+impl From<PreviousUse> for pb::PreviousUse {
+    fn from(used: PreviousUse) -> Self {
+        pb::PreviousUse { used_at_unix: used.at.unix(), centre: used.centre.to_string() }
     }
 }
 
-/// The proto form of a loan evaluation.
-pub fn evaluation(outcome: crate::service::LoanOutcome) -> pb::EvaluateOffsiteLoanResponse {
-    let crate::service::LoanOutcome { evaluation, verification_ids } = outcome;
-    pb::EvaluateOffsiteLoanResponse {
-        policy: evaluation.policy,
-        eligible: evaluation.eligible,
-        reasons: evaluation
-            .reasons
-            .iter()
-            .map(|reason| pb::LoanReason { party: name_of(&reason.party), reason: name_of(&reason.reason) })
-            .collect(),
-        max_amount_fen: evaluation.max_amount.0,
-        max_term_years: evaluation.max_term_years,
-        decided_by: evaluation.decided_by.as_ref().map(name_of).unwrap_or_default(),
-        requested_term_allowed: evaluation.requested_term_allowed,
-        steps: evaluation
-            .steps
-            .into_iter()
-            .map(|step| pb::LoanStep { description: step.description, amount_fen: step.amount.map(|amount| amount.0) })
-            .collect(),
-        figures: evaluation
-            .figures
-            .into_iter()
-            .map(|figure| pb::LoanFigure { name: figure.name, value: figure.value, source: name_of(&figure.source) })
-            .collect(),
-        verification_ids,
+impl From<Verification> for pb::VerifyCodeResponse {
+    fn from(verification: Verification) -> Self {
+        pb::VerifyCodeResponse {
+            verdict: pb::Verdict::from(verification.verdict).into(),
+            detail: verification.detail.unwrap_or_default(),
+            claims: verification.claims.as_ref().map(Into::into),
+            live: verification.verification_id.is_some().then(|| verification.live.as_ref().into()),
+            differences: verification.differences.iter().map(|name| (*name).to_owned()).collect(),
+            previous_use: verification.previous_use.map(Into::into),
+            verification_id: verification.verification_id.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<IssuedCode> for pb::IssueCodeResponse {
+    fn from(issued: IssuedCode) -> Self {
+        let (qr_png, qr_svg) = match issued.qr {
+            Some(QrImage::Png(png)) => (png, String::new()),
+            Some(QrImage::Svg(svg)) => (Vec::new(), svg),
+            None => (Vec::new(), String::new()),
+        };
+        pb::IssueCodeResponse {
+            text: issued.text,
+            digits: issued.digits.to_string(),
+            code_id: issued.claims.code_id.to_string(),
+            expires_at_unix: issued.claims.expires_at().unix(),
+            qr_png,
+            qr_svg,
+        }
+    }
+}
+
+impl From<PublishOutcome> for pb::PublishStatusesResponse {
+    fn from(outcome: PublishOutcome) -> Self {
+        pb::PublishStatusesResponse {
+            applied: outcome.counts.applied,
+            ignored_not_newer: outcome.counts.ignored_not_newer,
+            rejected: outcome
+                .rejected
+                .into_iter()
+                .map(|(index, reason)| pb::RejectedRecord { index: index as u32, reason: reason.as_str().into() })
+                .collect(),
+        }
+    }
+}
+
+impl From<UsageEntry> for pb::UsageEntry {
+    fn from(entry: UsageEntry) -> Self {
+        pb::UsageEntry {
+            at_unix: entry.at.unix(),
+            centre: entry.centre.to_string(),
+            purpose: entry.purpose.wire(),
+            result: pb::Verdict::from(entry.result).into(),
+            code_id: entry.code_id.to_string(),
+            count: entry.count,
+            first_at_unix: entry.first_at.unix(),
+        }
+    }
+}
+
+impl From<TrustListSize> for pb::ReloadTrustListResponse {
+    fn from(size: TrustListSize) -> Self {
+        pb::ReloadTrustListResponse { centres: size.centres as u32, keys: size.keys as u32 }
+    }
+}
+
+impl From<LoanOutcome> for pb::EvaluateOffsiteLoanResponse {
+    fn from(outcome: LoanOutcome) -> Self {
+        let LoanOutcome { evaluation, verification_ids } = outcome;
+        pb::EvaluateOffsiteLoanResponse {
+            policy: evaluation.policy,
+            eligible: evaluation.eligible,
+            reasons: evaluation
+                .reasons
+                .iter()
+                .map(|reason| pb::LoanReason { party: name_of(&reason.party), reason: name_of(&reason.reason) })
+                .collect(),
+            max_amount_fen: evaluation.max_amount.0,
+            max_term_years: evaluation.max_term_years,
+            decided_by: evaluation.decided_by.as_ref().map(name_of).unwrap_or_default(),
+            requested_term_allowed: evaluation.requested_term_allowed,
+            steps: evaluation
+                .steps
+                .into_iter()
+                .map(|step| pb::LoanStep {
+                    description: step.description,
+                    amount_fen: step.amount.map(|amount| amount.0),
+                })
+                .collect(),
+            figures: evaluation
+                .figures
+                .into_iter()
+                .map(|figure| pb::LoanFigure {
+                    name: figure.name,
+                    value: figure.value,
+                    source: name_of(&figure.source),
+                })
+                .collect(),
+            verification_ids,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_domain_verdict_has_its_own_api_verdict_and_back() {
+        for verdict in Verdict::all() {
+            let api = pb::Verdict::from(verdict);
+            assert_eq!(api.as_str_name(), format!("VERDICT_{verdict}"));
+            assert_eq!(verdict_of(api), Some(verdict));
+        }
+        assert_eq!(verdict_of(pb::Verdict::Unspecified), None);
     }
 }

@@ -22,7 +22,7 @@ use guard::GuardLayer;
 
 use crate::pb::v1 as pb;
 use crate::service::Liangma;
-use crate::store::{CodeStore, RegistryStore};
+use crate::store::Store;
 use handlers::Handlers;
 
 /// Network settings of the server; [`ServerSettings::from_config`] documents nothing new:
@@ -92,7 +92,7 @@ const NEED_THE_STORE: [&str; 6] = [
 
 /// Serves on `listener` until `shutdown` completes; then reports NOT_SERVING on the health
 /// service, stops accepting, and gives in-flight calls `shutdown_grace` to finish.
-pub async fn serve<S: RegistryStore + CodeStore>(
+pub async fn serve<S: Store>(
     service: Arc<Liangma<S>>,
     listener: TcpListener,
     settings: ServerSettings,
@@ -188,7 +188,7 @@ const CONNECTION_WINDOW_BYTES: u32 = 1024 * 1024;
 
 /// Asks the store every `interval` whether it answers, and reports the services that need it
 /// SERVING or NOT_SERVING accordingly, until shutdown begins.
-async fn watch_store<S: RegistryStore + CodeStore>(
+async fn watch_store<S: Store>(
     service: Arc<Liangma<S>>,
     health: tonic_health::server::HealthReporter,
     interval: Duration,

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{
-    CodeStore, CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RegistryStore,
-    RequestId, StoreError, Subject, USAGE_ALREADY_USED, USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID,
-    UsageEntry, UseOutcome,
-};
+use super::{CodeStore, RegistryStore, StoreError, USAGE_ENTRIES_KEPT};
 use crate::clock::{Clock, Timestamp};
 use crate::code::{CentreCode, CodeId, DepositClaims};
+use crate::model::{
+    CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry,
+    UseOutcome, Verdict,
+};
 
 #[derive(Default)]
 struct State {
@@ -89,9 +89,10 @@ impl MemoryStore {
 
 fn append_usage(state: &mut State, subject: Subject, entry: UsageEntry) {
     let usage = state.usage.entry(subject).or_default();
-    let entries = if entry.result == USAGE_VALID { &mut usage.valid } else { &mut usage.others };
+    let valid = entry.result == Verdict::Valid;
+    let entries = if valid { &mut usage.valid } else { &mut usage.others };
     match entries.first_mut() {
-        Some(newest) if entry.result != USAGE_VALID && newest.repeats(&entry) => {
+        Some(newest) if !valid && newest.repeats(&entry) => {
             newest.at = entry.at;
             newest.count = newest.count.saturating_add(1);
         }
@@ -149,7 +150,7 @@ impl CodeStore for MemoryStore {
         let revoked = state.revoked.get(&key).is_some_and(|until| now < *until);
         let previous = state.used.get(&key).filter(|used| now < used.until);
         let (outcome, result) = if revoked {
-            (UseOutcome::Revoked, USAGE_CODE_REVOKED)
+            (UseOutcome::Revoked, Verdict::CodeRevoked)
         } else if let Some(used) = previous {
             let retry = code_use.request_id.is_some()
                 && used.centre == code_use.centre
@@ -158,7 +159,7 @@ impl CodeStore for MemoryStore {
                 let live = state.registry.get(&code_use.subject).cloned();
                 return Ok(UseOutcome::Repeated { live, grant: used.grant.clone() });
             }
-            (UseOutcome::AlreadyUsed { at: used.at, centre: used.centre }, USAGE_ALREADY_USED)
+            (UseOutcome::AlreadyUsed { at: used.at, centre: used.centre }, Verdict::AlreadyUsed)
         } else {
             let used = Used {
                 at: code_use.at,
@@ -169,7 +170,7 @@ impl CodeStore for MemoryStore {
                 until,
             };
             state.used.insert(key, used);
-            (UseOutcome::Consumed { live: state.registry.get(&code_use.subject).cloned() }, USAGE_VALID)
+            (UseOutcome::Consumed { live: state.registry.get(&code_use.subject).cloned() }, Verdict::Valid)
         };
         let entry = UsageEntry::single(code_use.at, code_use.centre, code_use.purpose, result, code_use.code_id);
         append_usage(&mut state, code_use.subject, entry);
@@ -213,6 +214,7 @@ impl CodeStore for MemoryStore {
         }
         let used = state.used.get(&key).filter(|used| now < used.until && super::same_secret(&used.grant, grant));
         Ok(used.map(|used| Granted {
+            subject,
             verified_at: used.at,
             claims: used.claims,
             live: state.registry.get(&subject).cloned(),

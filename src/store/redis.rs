@@ -7,13 +7,13 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands, IntoConnectionInfo, RedisError, Script};
 
-use super::{
-    CodeStore, CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RegistryStore,
-    StoreError, Subject, USAGE_ALREADY_USED, USAGE_CODE_REVOKED, USAGE_ENTRIES_KEPT, USAGE_VALID, UsageEntry,
-    UseOutcome,
-};
+use super::{CodeStore, RegistryStore, StoreError, USAGE_ENTRIES_KEPT};
 use crate::clock::Timestamp;
 use crate::code::{CentreCode, CodeId, DepositClaims, Fen, Purpose};
+use crate::model::{
+    CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, Subject, UsageEntry, UseOutcome,
+    Verdict,
+};
 
 /// Connection settings of the Redis store.
 #[derive(Debug, Clone)]
@@ -49,7 +49,8 @@ fn unavailable(error: RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-/// The outcome words `consume.lua` answers besides the usage verdicts.
+/// What `consume.lua` answers for a retry of the same request; otherwise it answers the
+/// verdict's name ([`Verdict::as_str`]).
 const SCRIPT_REPEATED: &str = "REPEATED";
 
 impl RedisStore {
@@ -209,7 +210,7 @@ fn decode_usage(line: &str) -> Result<UsageEntry, StoreError> {
     let purpose = fields.parsed()?;
     let mut code_id = [0u8; 12];
     hex::decode_to_slice(fields.text()?, &mut code_id).map_err(|_| StoreError::Corrupt("usage entry".into()))?;
-    let result = fields.text()?.to_owned();
+    let result = fields.parsed()?;
     let first_at = Timestamp::from_unix(fields.parsed()?);
     let at = Timestamp::from_unix(fields.parsed()?);
     let count = fields.parsed()?;
@@ -361,26 +362,26 @@ impl CodeStore for RedisStore {
         };
         let (result, previous, live) =
             self.run_consume(code_use.subject, code_use.code_id, &entry_key, code_use.at, mode).await?;
-        match result.as_str() {
-            USAGE_VALID => Ok(UseOutcome::Consumed { live: decode_record(live)? }),
-            SCRIPT_REPEATED => {
-                let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
-                let grant = decode_used(&previous)?.grant.to_owned();
-                Ok(UseOutcome::Repeated { live: decode_record(live)?, grant })
-            }
-            USAGE_ALREADY_USED => {
+        if result == SCRIPT_REPEATED {
+            let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
+            let grant = decode_used(&previous)?.grant.to_owned();
+            return Ok(UseOutcome::Repeated { live: decode_record(live)?, grant });
+        }
+        match result.parse() {
+            Ok(Verdict::Valid) => Ok(UseOutcome::Consumed { live: decode_record(live)? }),
+            Ok(Verdict::AlreadyUsed) => {
                 let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
                 let used = decode_used(&previous)?;
                 Ok(UseOutcome::AlreadyUsed { at: used.at, centre: used.centre })
             }
-            USAGE_CODE_REVOKED => Ok(UseOutcome::Revoked),
-            other => Err(StoreError::Corrupt(format!("consume script answered `{other}`"))),
+            Ok(Verdict::CodeRevoked) => Ok(UseOutcome::Revoked),
+            _ => Err(StoreError::Corrupt(format!("consume script answered `{result}`"))),
         }
     }
 
     async fn record_usage(&self, subject: Subject, entry: &UsageEntry) -> Result<(), StoreError> {
         let entry_key = usage_key(entry.centre, entry.purpose, entry.code_id);
-        let mode = ScriptMode::Record { verdict: &entry.result };
+        let mode = ScriptMode::Record { verdict: entry.result.as_str() };
         self.run_consume(subject, entry.code_id, &entry_key, entry.at, mode).await.map(drop)
     }
 
@@ -420,7 +421,7 @@ impl CodeStore for RedisStore {
         if !super::same_secret(used.grant, grant) {
             return Ok(None);
         }
-        Ok(Some(Granted { verified_at: used.at, claims: used.claims, live: decode_record(live)? }))
+        Ok(Some(Granted { subject, verified_at: used.at, claims: used.claims, live: decode_record(live)? }))
     }
 
     async fn put_issued(&self, issued: &IssuedMark<'_>, ttl_seconds: u64) -> Result<bool, StoreError> {

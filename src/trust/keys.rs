@@ -12,7 +12,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use zeroize::Zeroizing;
 
 use crate::code::{KeyId, SubjectRef, claims::SUBJECT_REF_LEN};
-use crate::issue::IdNumber;
+use crate::model::IdNumber;
 
 /// Prepended to the ID number before hashing, so that subject references cannot be
 /// confused with any other use of the same secret.

@@ -3,7 +3,8 @@
 use liangma::clock::Timestamp;
 use liangma::code::envelope::{encode_claims, encode_text, with_signed_message};
 use liangma::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, LoanState, Purpose};
-use liangma::issue::{DepositRecord, IdNumber};
+use liangma::issue::DepositRecord;
+use liangma::model::IdNumber;
 use liangma::trust::{CentreKey, SubjectSecret, TrustList};
 
 pub const JIAOZUO: &str = "410800";

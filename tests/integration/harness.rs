@@ -9,9 +9,9 @@ use liangma::clock::{Clock, FixedClock, Timestamp};
 use liangma::config::Config;
 use liangma::grpc::{self, ServerSettings};
 use liangma::pb::v1 as pb;
+use liangma::store::Store;
 use liangma::store::memory::MemoryStore;
 use liangma::store::redis::{RedisSettings, RedisStore};
-use liangma::store::{CodeStore, RegistryStore};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -83,7 +83,7 @@ pub async fn spawn_configured(backend: Backend, configure: impl FnOnce(&mut Conf
     App { address, clock, redis, data_dir, shutdown: Some(shutdown_tx), server: Some(server) }
 }
 
-async fn start<S: RegistryStore + CodeStore>(
+async fn start<S: Store>(
     config: &Config,
     store: S,
     clock: Arc<FixedClock>,
