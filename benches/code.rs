@@ -7,12 +7,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use liangma::clock::Timestamp;
 use liangma::code::{CodeId, Purpose, decode, qr};
 use liangma::issue::{DepositRecord, IssueRequest, Issuer};
-use liangma::trust::{CentreKey, SubjectSecret, TrustList};
+use liangma::testkit::{KEYS, SHENZHEN, at, centre, key, member, national_trust_list, subject_secret};
+use liangma::trust::TrustList;
 use liangma::verify::{VerifierPolicy, verify_offline};
-
-const MEMBER: &str = r#"{"id_number": "11010519491231002X", "account_status": "normal", "balance_fen": 2000000,
-    "monthly_deposit_fen": 150000, "continuous_months": 30, "loan_state": "none", "loans_used": 0,
-    "registry_version": 7}"#;
 
 struct Setup {
     trust: TrustList,
@@ -24,38 +21,13 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let at = |text| Timestamp::parse_rfc3339(text).unwrap();
-    let jiaozuo = "410800".parse().unwrap();
-    let shenzhen = "440300".parse().unwrap();
-    let key = CentreKey::from_seed(&[0x22; 32]);
-    let mut trust = TrustList::new();
-    trust
-        .add_key(
-            jiaozuo,
-            Some("焦作"),
-            key.verifying_key(),
-            at("2026-01-01T00:00:00+08:00"),
-            at("2027-01-01T00:00:00+08:00"),
-        )
-        .unwrap();
+    let shenzhen = centre(SHENZHEN);
     // A realistic national list: 300 other centres with two keys each.
-    for index in 0..300u32 {
-        for seed in [1u8, 2] {
-            let mut bytes = [seed; 32];
-            bytes[..4].copy_from_slice(&index.to_be_bytes());
-            let other = CentreKey::from_seed(&bytes);
-            let code = liangma::code::CentreCode::new(500_000 + index).unwrap();
-            let name = (seed == 1).then_some("centre");
-            trust
-                .add_key(code, name, other.verifying_key(), at("2026-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z"))
-                .unwrap();
-        }
-    }
-    let issuer = Issuer::new(key, SubjectSecret::from_bytes([0x5a; 32]), &trust).unwrap();
+    let trust = national_trust_list(300);
     Setup {
+        issuer: Issuer::new(key(&KEYS.jiaozuo_current), subject_secret(), &trust).unwrap(),
         trust,
-        issuer,
-        record: serde_json::from_str(MEMBER).unwrap(),
+        record: member(),
         request: IssueRequest { purpose: Purpose::OffsiteLoan, audience: Some(shenzhen), lifetime_seconds: 86_400 },
         policy: VerifierPolicy::any_purpose(shenzhen),
         now: at("2026-11-26T09:30:00+08:00"),

@@ -25,8 +25,7 @@ use liangma::pb::v1 as pb;
 use prost::Message;
 use tonic::transport::Channel;
 
-#[path = "../tests/integration/redis_server.rs"]
-mod redis_server;
+use liangma::testkit as redis_server;
 
 /// The parts of the run, in order; `--only` picks some (mixed needs verify's saturation rate).
 const SCENARIOS: [&str; 6] = ["qr", "verify", "issue", "mixed", "lookup", "publish"];

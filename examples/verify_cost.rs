@@ -3,33 +3,24 @@
 //!
 //! Usage: verify_cost (bare|offline|decode|issue|qr-png) N
 
-use liangma::clock::Timestamp;
 use liangma::code::{Purpose, decode, qr};
-use liangma::issue::{IssueRequest, Issuer};
-use liangma::trust::{CentreKey, SubjectSecret, TrustList};
+use liangma::issue::IssueRequest;
+use liangma::testkit::{KEYS, SHENZHEN, at, centre, jiaozuo_issuer, key, member, trust_list};
 use liangma::verify::{VerifierPolicy, verify_offline};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
     let count: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(1000);
-    let at = |text| Timestamp::parse_rfc3339(text).unwrap();
-    let key = CentreKey::from_seed(&[0x22; 32]);
-    let mut trust = TrustList::new();
-    let (from, until) = (at("2026-01-01T00:00:00+08:00"), at("2027-01-01T00:00:00+08:00"));
-    trust.add_key("410800".parse().unwrap(), Some("焦作"), key.verifying_key(), from, until).unwrap();
-    let issuer = Issuer::new(key, SubjectSecret::from_bytes([0x5a; 32]), &trust).unwrap();
-    let record = serde_json::from_str(
-        r#"{"id_number": "11010519491231002X", "account_status": "normal", "balance_fen": 2000000,
-            "monthly_deposit_fen": 150000, "continuous_months": 30, "loan_state": "none", "registry_version": 7}"#,
-    )
-    .unwrap();
-    let shenzhen = "440300".parse().unwrap();
+    let trust = trust_list();
+    let issuer = jiaozuo_issuer();
+    let record = member();
+    let shenzhen = centre(SHENZHEN);
     let request = IssueRequest { purpose: Purpose::OffsiteLoan, audience: Some(shenzhen), lifetime_seconds: 86_400 };
     let now = at("2026-11-26T09:30:00+08:00");
     let code = issuer.issue(&trust, &record, &request, now).unwrap();
     let decoded = decode(&code.text).unwrap();
-    let public_key = trust.centres().next().unwrap().keys[0].public_key;
+    let public_key = key(&KEYS.jiaozuo_current).verifying_key();
     let message = decoded.with_signed_message(<[u8]>::to_vec);
     let policy = VerifierPolicy::any_purpose(shenzhen);
     for _ in 0..count {

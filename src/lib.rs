@@ -20,5 +20,7 @@ pub mod pb;
 pub mod render;
 pub mod service;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod trust;
 pub mod verify;

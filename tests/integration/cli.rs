@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::fixtures::MEMBER_JSON;
+use liangma::testkit::MEMBER_JSON;
 
 struct Workspace {
     dir: tempfile::TempDir,
@@ -159,7 +159,7 @@ fn output_never_shows_the_id_number_or_the_whole_subject_reference() {
     let code = stdout(&issued).lines().next().unwrap().to_string();
     let secret_hex = std::fs::read_to_string(ws.path("keys/410800-subject.key")).unwrap();
     let secret = liangma::trust::SubjectSecret::from_bytes(hex::decode(secret_hex.trim()).unwrap().try_into().unwrap());
-    let full_subject = secret.subject_ref(&crate::fixtures::id_number()).to_full_hex();
+    let full_subject = secret.subject_ref(&liangma::testkit::id_number()).to_full_hex();
     let text = ws.verify(LATER, &[&code]);
     let json = ws.verify(LATER, &["--json", &code]);
     for output in [&issued, &text, &json] {
@@ -398,7 +398,7 @@ fn every_test_vector_gives_its_verdict_through_the_cli() {
 /// times as Unix seconds instead of panicking.
 #[test]
 fn verify_shows_times_beyond_year_9999_without_panicking() {
-    use crate::fixtures::{JIAOZUO, KEYS, claims, key, seal};
+    use liangma::testkit::{JIAOZUO, KEYS, claims, key, seal};
     let ws = Workspace::new();
     let mut trust = liangma::trust::TrustList::new();
     let from = liangma::clock::Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();

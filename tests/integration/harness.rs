@@ -15,7 +15,7 @@ use liangma::store::redis::{RedisSettings, RedisStore};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-pub use crate::redis_server::RedisServer;
+pub use liangma::testkit::RedisServer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

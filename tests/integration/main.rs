@@ -2,13 +2,13 @@
 
 mod cli;
 mod deploy;
-mod fixtures;
 mod harness;
 mod limits;
 mod loan;
 mod process;
 mod properties;
 mod qr_size;
-mod redis_server;
 mod service;
+mod store_contract;
+mod use_cases;
 mod vectors;

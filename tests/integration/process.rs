@@ -100,7 +100,7 @@ async fn sigterm_stops_the_server_cleanly() {
 }
 
 #[test]
-fn a_bad_configuration_exits_64_before_binding() {
+fn a_bad_configuration_exits_64_naming_the_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_liangma"))
         .arg("serve")
         .env_clear()

@@ -6,7 +6,7 @@ use liangma::code::{AccountStatus, CentreCode, LoanState, Purpose, qr};
 use liangma::issue::{DepositRecord, IssueError, IssueRequest, Issuer};
 use liangma::verify::{VerifierPolicy, verify_offline};
 
-use crate::fixtures::*;
+use liangma::testkit::*;
 
 const BASE45_AND_MORE: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:a#\u{3000}";
 

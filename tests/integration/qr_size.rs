@@ -5,7 +5,7 @@ use liangma::code::qr;
 use liangma::code::{AccountStatus, Fen, LoanState, Purpose, bounds};
 use liangma::issue::{DepositRecord, IssueError, IssueRequest, Issuer};
 
-use crate::fixtures::*;
+use liangma::testkit::*;
 
 #[test]
 fn the_largest_realistic_claims_fit_qr_version_8_at_ecc_m() {

@@ -369,7 +369,7 @@ async fn one_redis_round_trip_per_verification() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_reports_not_serving_and_drains_in_flight_calls() {
+async fn shutdown_drains_in_flight_calls_and_stops_accepting() {
     let mut app = spawn_app(Backend::Memory).await;
     let channel = app.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());

@@ -16,7 +16,7 @@ use liangma::pb::v1::CodeClaims;
 use liangma::trust::TrustList;
 use liangma::verify::{Reason, VerifierPolicy, verify_offline};
 
-use crate::fixtures::*;
+use liangma::testkit::*;
 
 const ISSUED: &str = "2026-11-26T09:30:00+08:00";
 const VERIFIED: &str = "2026-11-26T10:00:00+08:00";

@@ -1,11 +1,11 @@
-//! Fixed keys, members and a trust list shared by the tests and the test vectors.
+//! Fixed keys, members, claims and trust lists: the test vectors, the tests and the benchmarks build on the same ones.
 
-use liangma::clock::Timestamp;
-use liangma::code::envelope::{encode_claims, encode_text, with_signed_message};
-use liangma::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, LoanState, Purpose};
-use liangma::issue::DepositRecord;
-use liangma::model::IdNumber;
-use liangma::trust::{CentreKey, SubjectSecret, TrustList};
+use crate::clock::Timestamp;
+use crate::code::envelope::{encode_claims, encode_text, with_signed_message};
+use crate::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, LoanState, Purpose};
+use crate::issue::DepositRecord;
+use crate::model::IdNumber;
+use crate::trust::{CentreKey, SubjectSecret, TrustList};
 
 pub const JIAOZUO: &str = "410800";
 pub const SHENZHEN: &str = "440300";
@@ -21,6 +21,7 @@ pub fn at(text: &str) -> Timestamp {
 }
 
 /// Test keys: their seeds are published in the vectors, so they must never sign anything real.
+#[derive(Debug)]
 pub struct Keys {
     /// Jiaozuo's key before rotation (signs until `ROTATED_AT`).
     pub jiaozuo_old: [u8; 32],
@@ -122,21 +123,21 @@ pub fn claims(issuer: &str, seed: &[u8; 32], issued_at: &str, purpose: Purpose, 
 pub fn largest_claims() -> Claims {
     Claims {
         issuer: centre("829999"),
-        key_id: liangma::code::KeyId::from_wire(u32::MAX),
+        key_id: crate::code::KeyId::from_wire(u32::MAX),
         code_id: CodeId::from_bytes([0xff; 12]),
         issued_at: at("2099-12-31T12:00:00+08:00"),
         valid_for: 43_200,
         purpose: Purpose::LoanSettlement,
         audience: Some(centre("829998")),
-        subject: liangma::code::SubjectRef::from_bytes([0xff; 12]),
+        subject: crate::code::SubjectRef::from_bytes([0xff; 12]),
         deposit: DepositClaims {
             account_status: AccountStatus::Closed,
-            balance: Fen(liangma::code::bounds::MAX_BALANCE_FEN),
-            monthly_deposit: Fen(liangma::code::bounds::MAX_MONTHLY_DEPOSIT_FEN),
-            continuous_months: liangma::code::bounds::MAX_CONTINUOUS_MONTHS,
+            balance: Fen(crate::code::bounds::MAX_BALANCE_FEN),
+            monthly_deposit: Fen(crate::code::bounds::MAX_MONTHLY_DEPOSIT_FEN),
+            continuous_months: crate::code::bounds::MAX_CONTINUOUS_MONTHS,
             loan_state: LoanState::Settled,
-            loans_used: liangma::code::bounds::MAX_LOANS_USED,
-            registry_version: liangma::code::bounds::MAX_REGISTRY_VERSION,
+            loans_used: crate::code::bounds::MAX_LOANS_USED,
+            registry_version: crate::code::bounds::MAX_REGISTRY_VERSION,
         },
     }
 }
@@ -149,4 +150,27 @@ pub fn seal_bytes(seed: &[u8; 32], claims_bytes: &[u8]) -> (String, [u8; 64]) {
 
 pub fn seal(seed: &[u8; 32], claims: &Claims) -> String {
     seal_bytes(seed, &encode_claims(claims)).0
+}
+
+/// The trust list of `trust_list()` plus `other_centres` more centres (500000, 500001, …) with
+/// two keys each: the size of a national list (300 other centres), for benchmarks.
+pub fn national_trust_list(other_centres: u32) -> TrustList {
+    let mut list = trust_list();
+    for index in 0..other_centres {
+        for seed in [1u8, 2] {
+            let mut bytes = [seed; 32];
+            bytes[..4].copy_from_slice(&index.to_be_bytes());
+            let code = CentreCode::new(500_000 + index).expect("a six-digit code");
+            let name = (seed == 1).then_some("centre");
+            list.add_key(code, name, key(&bytes).verifying_key(), at(JIAOZUO_KEYS_FROM), at(KEYS_UNTIL))
+                .expect("distinct test keys");
+        }
+    }
+    list
+}
+
+/// Jiaozuo's issuer with its current key.
+pub fn jiaozuo_issuer() -> crate::issue::Issuer {
+    crate::issue::Issuer::new(key(&KEYS.jiaozuo_current), subject_secret(), &trust_list())
+        .expect("the current key is published")
 }

@@ -1,12 +1,11 @@
-//! A private `redis-server` on a unix socket in a temp folder, killed on drop; shared by the
-//! integration tests and the load examples (which include this file with `#[path]`).
-#![allow(dead_code, reason = "each includer uses a different part")]
+//! A private `redis-server` on a unix socket in a temp folder, killed on drop, for the tests and the load harness.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A private redis-server listening on a unix socket only.
+#[derive(Debug)]
 pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -105,6 +104,7 @@ impl RedisServer {
     }
 }
 
+#[derive(Debug)]
 pub struct Monitor {
     child: Child,
     reader: std::thread::JoinHandle<Vec<String>>,

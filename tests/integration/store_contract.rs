@@ -1,0 +1,222 @@
+//! The store contract: what the service relies on from storage, checked directly (no service, no
+//! network) against the memory store and against a real redis-server. A new store (Redis
+//! Cluster) joins by adding a module below.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use liangma::clock::{Clock, FixedClock, Timestamp};
+use liangma::code::{CodeId, DepositClaims, Purpose, SubjectRef};
+use liangma::model::{
+    CodeUse, IssuedMark, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome, Verdict,
+};
+use liangma::store::memory::MemoryStore;
+use liangma::store::redis::{RedisSettings, RedisStore};
+use liangma::store::{Store, USAGE_ENTRIES_KEPT};
+use liangma::testkit::{RedisServer, at, centre, member};
+
+/// Runs each contract check against each store as its own test.
+macro_rules! on_every_store {
+    ($($name:ident),+ $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $name() {
+                let clock = super::Arc::new(super::FixedClock::new(super::now()));
+                super::$name(&super::MemoryStore::new(clock as super::Arc<dyn super::Clock>)).await
+            })+
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $name() {
+                let server = super::RedisServer::start();
+                super::$name(&super::redis_store(&server).await).await
+            })+
+        }
+    };
+}
+
+on_every_store!(
+    a_code_is_consumed_once_and_its_use_is_recorded,
+    a_retry_of_the_same_request_at_the_same_centre_is_the_same_use,
+    a_revoked_code_stays_revoked_and_ends_its_grant,
+    only_a_code_issued_here_can_be_revoked,
+    repeats_are_counted_and_never_displace_valid_entries,
+    records_replace_only_older_versions_within_the_step,
+    digits_resolve_until_taken_and_the_store_answers_pings,
+);
+
+fn now() -> Timestamp {
+    at("2026-11-26T09:30:00+08:00")
+}
+
+async fn redis_store(server: &RedisServer) -> RedisStore {
+    let settings =
+        RedisSettings { url: server.url(), key_prefix: "contract".into(), timeout: Duration::from_millis(500) };
+    let store = RedisStore::connect(&settings).unwrap();
+    store.load_scripts().await.unwrap();
+    store
+}
+
+fn subject(byte: u8) -> Subject {
+    Subject { centre: centre("410800"), reference: SubjectRef::from_bytes([byte; 12]) }
+}
+
+fn record(version: u64, balance: u64) -> RegistryRecord {
+    let status =
+        DepositClaims { registry_version: version, balance: liangma::code::Fen(balance), ..member().deposit_claims() };
+    RegistryRecord {
+        status,
+        masked_name: "张*".into(),
+        masked_id_number: "410***********0012".into(),
+        published_at: now(),
+    }
+}
+
+fn code_use(subject: Subject, code: u8, verifier: &str, request: Option<&str>) -> CodeUse {
+    CodeUse {
+        subject,
+        code_id: CodeId::from_bytes([code; 12]),
+        centre: centre(verifier),
+        request_id: request.map(|id| RequestId::new(id).unwrap()),
+        purpose: Purpose::OffsiteLoan,
+        at: now(),
+        used_ttl_seconds: 3_600,
+        grant: format!("grant-of-{verifier}-{}", request.unwrap_or("none")),
+        claims: member().deposit_claims(),
+    }
+}
+
+fn results(entries: &[UsageEntry]) -> Vec<(Verdict, u32)> {
+    entries.iter().map(|entry| (entry.result, entry.count)).collect()
+}
+
+async fn a_code_is_consumed_once_and_its_use_is_recorded(store: &impl Store) {
+    let member = subject(1);
+    store.publish(&[(member, record(3, 2_000_000))], 1 << 36).await.unwrap();
+    let first = store.consume(&code_use(member, 7, "440300", None)).await.unwrap();
+    assert_eq!(first, UseOutcome::Consumed { live: Some(record(3, 2_000_000)) });
+    let second = store.consume(&code_use(member, 7, "330100", None)).await.unwrap();
+    assert_eq!(second, UseOutcome::AlreadyUsed { at: now(), centre: centre("440300") });
+    // The grant of the first use gives its claims and the live record; a guessed one nothing.
+    let granted = store.lookup_granted(member, CodeId::from_bytes([7; 12]), "grant-of-440300-none").await.unwrap();
+    let granted = granted.expect("granted");
+    assert_eq!((granted.subject, granted.verified_at, granted.live), (member, now(), Some(record(3, 2_000_000))));
+    assert_eq!(store.lookup_granted(member, CodeId::from_bytes([7; 12]), "grant-of-440300-nonf").await.unwrap(), None);
+    let usage = store.usage(member).await.unwrap();
+    assert_eq!(results(&usage), [(Verdict::Valid, 1), (Verdict::AlreadyUsed, 1)]);
+    assert_eq!(usage[1].centre, centre("330100"));
+}
+
+async fn a_retry_of_the_same_request_at_the_same_centre_is_the_same_use(store: &impl Store) {
+    let member = subject(2);
+    let first = code_use(member, 8, "440300", Some("desk-1"));
+    assert!(matches!(store.consume(&first).await.unwrap(), UseOutcome::Consumed { .. }));
+    // The retry carries a new grant of its own; the original one is what it gets back.
+    let retry = CodeUse { grant: "another".into(), ..first.clone() };
+    let repeated = store.consume(&retry).await.unwrap();
+    assert_eq!(repeated, UseOutcome::Repeated { live: None, grant: first.grant.clone() });
+    for (verifier, request) in [("440300", Some("desk-2")), ("440300", None), ("330100", Some("desk-1"))] {
+        let other = store.consume(&code_use(member, 8, verifier, request)).await.unwrap();
+        assert!(matches!(other, UseOutcome::AlreadyUsed { .. }), "{verifier} {request:?}: {other:?}");
+    }
+    // The retry added nothing to the record; the refusals are there, newest first (the two at
+    // 440300 in a row counted on one line).
+    let usage = store.usage(member).await.unwrap();
+    assert_eq!(results(&usage), [(Verdict::Valid, 1), (Verdict::AlreadyUsed, 1), (Verdict::AlreadyUsed, 2)]);
+    assert_eq!(usage[1].centre, centre("330100"));
+}
+
+async fn a_revoked_code_stays_revoked_and_ends_its_grant(store: &impl Store) {
+    let member = subject(3);
+    let code_id = CodeId::from_bytes([9; 12]);
+    let issued = IssuedMark { subject: member, code_id, digits: "1234567812345670", text: "LM1:X" };
+    assert!(store.put_issued(&issued, 3_600).await.unwrap());
+    let used = code_use(member, 9, "440300", Some("desk-1"));
+    store.consume(&used).await.unwrap();
+    assert!(store.revoke(member, code_id, 90_000).await.unwrap());
+    assert_eq!(store.lookup_granted(member, code_id, &used.grant).await.unwrap(), None);
+    // Even the original request's retry: the member's revocation wins.
+    assert_eq!(store.consume(&used).await.unwrap(), UseOutcome::Revoked);
+    let usage = store.usage(member).await.unwrap();
+    assert_eq!(results(&usage), [(Verdict::Valid, 1), (Verdict::CodeRevoked, 1)]);
+}
+
+async fn only_a_code_issued_here_can_be_revoked(store: &impl Store) {
+    let (member, other) = (subject(4), subject(5));
+    let code_id = CodeId::from_bytes([10; 12]);
+    assert!(!store.revoke(member, code_id, 90_000).await.unwrap(), "never issued");
+    let issued = IssuedMark { subject: member, code_id, digits: "8765432187654321", text: "LM1:Y" };
+    store.put_issued(&issued, 3_600).await.unwrap();
+    assert!(!store.revoke(other, code_id, 90_000).await.unwrap(), "another member's code");
+    assert!(store.revoke(member, code_id, 90_000).await.unwrap());
+    assert_eq!(store.consume(&code_use(member, 10, "440300", None)).await.unwrap(), UseOutcome::Revoked);
+}
+
+async fn repeats_are_counted_and_never_displace_valid_entries(store: &impl Store) {
+    let member = subject(6);
+    for code in [20, 21] {
+        store.consume(&code_use(member, code, "440300", None)).await.unwrap();
+    }
+    let later = |code: u8, seconds: i64| CodeUse { at: now().plus(seconds), ..code_use(member, code, "440300", None) };
+    for second in 1..=5 {
+        store.consume(&later(20, second)).await.unwrap();
+    }
+    let usage = store.usage(member).await.unwrap();
+    assert_eq!(results(&usage)[0], (Verdict::AlreadyUsed, 5));
+    assert_eq!((usage[0].first_at, usage[0].at), (now().plus(1), now().plus(5)));
+    // Alternating replays are not counted together: they fill the list of other verdicts, whose
+    // oldest go; the VALID entries stay.
+    for second in 0..(USAGE_ENTRIES_KEPT as i64 + 10) {
+        store.consume(&later(20 + (second % 2) as u8, 10 + second)).await.unwrap();
+    }
+    let usage = store.usage(member).await.unwrap();
+    assert_eq!(usage.len(), USAGE_ENTRIES_KEPT + 2);
+    assert_eq!(usage.iter().filter(|entry| entry.result == Verdict::Valid).count(), 2);
+    // A refused authentic code's verdict is recorded, and counted when repeated.
+    let expired = UsageEntry::single(
+        now().plus(500),
+        centre("440300"),
+        Purpose::OffsiteLoan,
+        Verdict::Rejected(liangma::verify::Reason::Expired),
+        CodeId::from_bytes([22; 12]),
+    );
+    store.record_usage(member, &expired).await.unwrap();
+    store
+        .record_usage(member, &UsageEntry { at: now().plus(501), first_at: now().plus(501), ..expired.clone() })
+        .await
+        .unwrap();
+    let newest = &store.usage(member).await.unwrap()[0];
+    assert_eq!((newest.result, newest.count, newest.first_at), (expired.result, 2, now().plus(500)));
+}
+
+async fn records_replace_only_older_versions_within_the_step(store: &impl Store) {
+    let (member, other) = (subject(7), subject(8));
+    let outcome = store.publish(&[(member, record(5, 1)), (other, record(1, 2))], 100).await.unwrap();
+    assert_eq!((outcome.counts.applied, outcome.counts.ignored_not_newer, outcome.rejected.len()), (2, 0, 0));
+    let outcome =
+        store.publish(&[(member, record(5, 9)), (member, record(4, 9)), (member, record(106, 9))], 100).await.unwrap();
+    assert_eq!((outcome.counts.applied, outcome.counts.ignored_not_newer), (0, 2));
+    assert_eq!(outcome.rejected, [(2, PublishRejection::VersionStepTooLarge)]);
+    assert_eq!(store.get(member).await.unwrap(), Some(record(5, 1)));
+    assert_eq!(store.publish(&[(member, record(105, 3))], 100).await.unwrap().counts.applied, 1);
+    // An operator's repair: after removal any version is stored.
+    assert!(store.remove(member).await.unwrap());
+    assert!(!store.remove(member).await.unwrap());
+    assert_eq!(store.get(member).await.unwrap(), None);
+    assert_eq!(store.publish(&[(member, record(1, 4))], 100).await.unwrap().counts.applied, 1);
+}
+
+async fn digits_resolve_until_taken_and_the_store_answers_pings(store: &impl Store) {
+    store.ping().await.unwrap();
+    let first = IssuedMark {
+        subject: subject(9),
+        code_id: CodeId::from_bytes([30; 12]),
+        digits: "1111222233334444",
+        text: "LM1:A",
+    };
+    assert!(store.put_issued(&first, 3_600).await.unwrap());
+    let clash = IssuedMark { code_id: CodeId::from_bytes([31; 12]), text: "LM1:B", ..first };
+    assert!(!store.put_issued(&clash, 3_600).await.unwrap(), "digits are never shared");
+    assert_eq!(store.resolve_digits("1111222233334444").await.unwrap().as_deref(), Some("LM1:A"));
+    assert_eq!(store.resolve_digits("9999222233334444").await.unwrap(), None);
+}
