@@ -15,7 +15,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisSettings, RedisStore};
 
 /// Exit status for a configuration that cannot be used (EX_CONFIG-style usage error).
-pub const EXIT_BAD_CONFIG: u8 = 64;
+pub(super) const EXIT_BAD_CONFIG: u8 = 64;
 
 pub(super) fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = match Config::load(config_path.as_deref(), |name| std::env::var(name).ok()) {

@@ -11,9 +11,9 @@ use super::connection::ConnectionInfo;
 
 /// Adds [`Guarded`] around the routes.
 #[derive(Debug, Clone)]
-pub struct GuardLayer {
+pub(super) struct GuardLayer {
     /// Longest time a call may take, reading its request included.
-    pub request_timeout: Duration,
+    pub(super) request_timeout: Duration,
 }
 
 impl<S> tower_layer::Layer<S> for GuardLayer {
@@ -26,7 +26,7 @@ impl<S> tower_layer::Layer<S> for GuardLayer {
 
 /// See [`GuardLayer`].
 #[derive(Debug, Clone)]
-pub struct Guarded<S> {
+pub(super) struct Guarded<S> {
     inner: S,
     request_timeout: Duration,
 }

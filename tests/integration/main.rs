@@ -1,4 +1,6 @@
 //! Integration tests: one binary, so the crate links once.
+// A test binary has no API: its modules share helpers with `pub`.
+#![allow(unreachable_pub)]
 
 mod cli;
 mod deploy;
