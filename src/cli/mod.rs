@@ -196,6 +196,32 @@ enum TrustCommand {
     Revoke(TrustRevokeArgs),
     /// Print the trust list.
     Show(TrustFileArg),
+    /// As the national directory: sign the trust list with a sequence number and a validity,
+    /// for nodes and offline verifiers that pin the directory's key (docs/code-format.md §12).
+    Sign(TrustSignArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrustSignArgs {
+    #[command(flatten)]
+    file: TrustFileArg,
+    /// The directory's private key (PKCS#8 PEM, from `liangma keygen`).
+    #[arg(long)]
+    directory_key: PathBuf,
+    /// The list's sequence number: higher than that of every list signed before.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    sequence: u64,
+    /// Seconds until verifiers should have a newer list (then the list is stale).
+    #[arg(long, default_value_t = 3_600)]
+    next_update_secs: u32,
+    /// Seconds until the list expires (then verification with it fails).
+    #[arg(long, default_value_t = 86_400)]
+    valid_secs: u32,
+    /// The signed list to write (a new file).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    time: TimeArg,
 }
 
 #[derive(Debug, Args)]
@@ -303,9 +329,13 @@ struct IssueArgs {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// Trust list file.
+    /// Trust list file: a plain trust list, or with --directory-public-key a signed one.
     #[arg(long, env = "LIANGMA_TRUST_LIST")]
     trust: PathBuf,
+    /// The national directory's public key (64 hex digits): the trust file must be a trust list
+    /// signed with it, and not expired (a stale one is used with a warning).
+    #[arg(long)]
+    directory_public_key: Option<String>,
     /// The verifying centre (checked against a code's audience).
     #[arg(long, env = "LIANGMA_CENTRE")]
     centre: CentreCode,

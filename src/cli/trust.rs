@@ -8,6 +8,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::{EXIT_VALID, PublicKeySource, TrustCommand};
 use crate::clock::{Clock, SystemClock};
+use crate::trust::directory::{self, Issue};
 use crate::trust::{CentreKey, KeyStatus, TrustList};
 
 const ONE_YEAR_SECONDS: i64 = 365 * 86_400;
@@ -38,6 +39,33 @@ pub(super) fn run(command: TrustCommand) -> anyhow::Result<ExitCode> {
             list.revoke(args.centre, args.key_id)?;
             list.save(&args.file.trust)?;
             writeln!(out, "revoked key {} of centre {}: every code it signed now fails", args.key_id, args.centre)?;
+        }
+        TrustCommand::Sign(args) => {
+            let list = TrustList::load(&args.file.trust)?;
+            let key = CentreKey::read_pem_file(&args.directory_key)?;
+            let issued_at = args.time.clock().now();
+            let issue = Issue {
+                sequence: args.sequence,
+                issued_at,
+                next_update: issued_at.plus(i64::from(args.next_update_secs)),
+                expires_at: issued_at.plus(i64::from(args.valid_secs)),
+            };
+            let signed = directory::sign(&list, &issue, &key)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?;
+            file.write_all(signed.as_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
+            writeln!(
+                out,
+                "signed sequence {} with directory key {} (public key {}): stale from {}, expires {}",
+                issue.sequence,
+                key.key_id(),
+                hex::encode(key.verifying_key().as_bytes()),
+                issue.next_update,
+                issue.expires_at
+            )?;
         }
         TrustCommand::Show(args) => {
             let list = TrustList::load(&args.trust)?;

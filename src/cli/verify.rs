@@ -10,7 +10,10 @@ use crate::clock::Timestamp;
 use crate::code::envelope::MAX_TEXT_LEN;
 use crate::code::{Claims, Purpose, qr};
 use crate::trust::TrustList;
+use crate::trust::directory::{self, Freshness};
 use crate::verify::{Rejection, VerifierPolicy, verify_offline};
+use anyhow::Context;
+use ed25519_dalek::VerifyingKey;
 
 /// One verdict line of `--json` output.
 #[derive(Serialize)]
@@ -83,12 +86,32 @@ fn describe(claims: &Claims) -> String {
     )
 }
 
+/// The trust list to verify with: the plain file, or the signed one checked against the
+/// directory's key — refused if it does not verify or has expired (failing closed), used with a
+/// warning once stale.
+fn trust_list(args: &VerifyArgs, now: Timestamp) -> anyhow::Result<TrustList> {
+    let Some(hex_key) = &args.directory_public_key else { return Ok(TrustList::load(&args.trust)?) };
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_key.trim(), &mut bytes).context("--directory-public-key must be 64 hex digits")?;
+    let pinned = VerifyingKey::from_bytes(&bytes).context("--directory-public-key is not an ed25519 public key")?;
+    let text = std::fs::read_to_string(&args.trust).with_context(|| format!("reading {}", args.trust.display()))?;
+    let signed = directory::open(&text, &pinned).with_context(|| format!("{}", args.trust.display()))?;
+    if signed.freshness(now) == Freshness::Stale {
+        eprintln!(
+            "liangma: warning: the signed trust list (sequence {}) is stale since {}; fetch a newer one",
+            signed.issue.sequence, signed.issue.next_update
+        );
+    }
+    signed.usable_at(now).cloned().with_context(|| format!("{}", args.trust.display()))
+}
+
 pub(super) fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let now = args.time.clock().now();
     let purposes = if args.purposes.is_empty() { Purpose::ALL.to_vec() } else { args.purposes.clone() };
     let mut verifier = Verifier {
-        trust: TrustList::load(&args.trust)?,
+        trust: trust_list(args, now)?,
         policy: VerifierPolicy { centre: args.centre, purposes, clock_skew_seconds: args.skew_secs },
-        now: args.time.clock().now(),
+        now,
         json: args.json,
         out: std::io::stdout().lock(),
         all_valid: true,

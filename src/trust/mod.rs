@@ -1,5 +1,6 @@
 //! Trust list: each centre's published ed25519 public keys with their signing windows and status.
 
+pub mod directory;
 pub mod keys;
 
 use std::collections::BTreeMap;
@@ -145,7 +146,10 @@ impl TrustList {
 
     /// Parses and validates the JSON form.
     pub fn from_json(json: &str) -> Result<Self, TrustListError> {
-        let raw: RawList = serde_json::from_str(json)?;
+        Self::from_raw(serde_json::from_str(json)?)
+    }
+
+    fn from_raw(raw: RawList) -> Result<Self, TrustListError> {
         if raw.format != TRUST_LIST_FORMAT {
             return Err(invalid("format", format!("is `{}`, expected `{TRUST_LIST_FORMAT}`", raw.format)));
         }
@@ -174,7 +178,13 @@ impl TrustList {
 
     /// The JSON form, pretty-printed, centres ordered by code.
     pub fn to_json(&self) -> String {
-        let raw = RawList {
+        let mut json = serde_json::to_string_pretty(&self.to_raw()).expect("trust list serializes");
+        json.push('\n');
+        json
+    }
+
+    fn to_raw(&self) -> RawList {
+        RawList {
             format: TRUST_LIST_FORMAT.into(),
             centres: self
                 .centres
@@ -195,10 +205,7 @@ impl TrustList {
                         .collect(),
                 })
                 .collect(),
-        };
-        let mut json = serde_json::to_string_pretty(&raw).expect("trust list serializes");
-        json.push('\n');
-        json
+        }
     }
 
     /// Reads and validates a trust list file.

@@ -421,3 +421,68 @@ fn verify_shows_times_beyond_year_9999_without_panicking() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("@253402304398"), "{}", stdout(&output));
     }
 }
+
+/// The directory signs the trust list; an offline verifier pinning the directory's key uses it
+/// while fresh, warns once stale, refuses it expired, tampered or signed by anyone else.
+#[test]
+fn a_signed_trust_list_is_checked_against_the_pinned_directory_key() {
+    let ws = Workspace::new();
+    let key = ws.jiaozuo_key("2026-01-01T00:00:00+08:00");
+    let code = stdout(&ws.issue(&key, MORNING, &[])).trim_end().to_string();
+    let directory = ws.ok(&["keygen", "--centre", "100000", "--out-dir", "directory"]);
+    let directory_key_id = directory.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+    let directory_pem = format!("directory/100000-{directory_key_id}.pem");
+    let signing = ws.ok(&[
+        "trust",
+        "sign",
+        "--trust",
+        "trust.json",
+        "--directory-key",
+        &directory_pem,
+        "--sequence",
+        "3",
+        "--next-update-secs",
+        "3600",
+        "--valid-secs",
+        "86400",
+        "--out",
+        "signed.json",
+        "--at",
+        MORNING,
+    ]);
+    let public_key = signing.split("public key ").nth(1).unwrap().split(')').next().unwrap().to_string();
+    let verify = |trust: &str, pinned: &str, at: &str| {
+        ws.run(&["verify", "--trust", trust, "--directory-public-key", pinned, "--centre", "440300", "--at", at, &code])
+    };
+    let fresh = verify("signed.json", &public_key, MORNING);
+    assert_eq!(fresh.status.code(), Some(0), "{}", String::from_utf8_lossy(&fresh.stderr));
+    let stale = verify("signed.json", &public_key, "2026-11-26T23:00:00+08:00");
+    assert_eq!(stale.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("stale"));
+    let expired = verify("signed.json", &public_key, "2026-11-28T09:00:00+08:00");
+    assert_eq!(expired.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&expired.stderr).contains("expired"));
+    let other = hex::encode(liangma::trust::CentreKey::from_seed(&[9; 32]).verifying_key().as_bytes());
+    let impostor = verify("signed.json", &other, MORNING);
+    assert_eq!(impostor.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&impostor.stderr).contains("does not verify"));
+    // A plain trust list is not a signed one.
+    assert_eq!(verify("trust.json", &public_key, MORNING).status.code(), Some(2));
+    // The signed list is never overwritten.
+    assert!(
+        !ws.run(&[
+            "trust",
+            "sign",
+            "--trust",
+            "trust.json",
+            "--directory-key",
+            &directory_pem,
+            "--sequence",
+            "4",
+            "--out",
+            "signed.json"
+        ])
+        .status
+        .success()
+    );
+}

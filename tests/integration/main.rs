@@ -4,6 +4,7 @@
 
 mod cli;
 mod deploy;
+mod directory_vectors;
 mod harness;
 mod limits;
 mod loan;
