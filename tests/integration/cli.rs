@@ -432,24 +432,15 @@ fn a_signed_trust_list_is_checked_against_the_pinned_directory_key() {
     let directory = ws.ok(&["keygen", "--centre", "100000", "--out-dir", "directory"]);
     let directory_key_id = directory.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
     let directory_pem = format!("directory/100000-{directory_key_id}.pem");
-    let signing = ws.ok(&[
-        "trust",
-        "sign",
-        "--trust",
-        "trust.json",
-        "--directory-key",
-        &directory_pem,
-        "--sequence",
-        "3",
-        "--next-update-secs",
-        "3600",
-        "--valid-secs",
-        "86400",
-        "--out",
-        "signed.json",
-        "--at",
-        MORNING,
-    ]);
+    let sign = |sequence: &str, extra: &[&str]| {
+        let mut args = vec!["trust", "sign", "--trust", "trust.json", "--directory-key", &directory_pem];
+        args.extend(["--sequence", sequence, "--out", "signed.json"]);
+        args.extend_from_slice(extra);
+        ws.run(&args)
+    };
+    let signing = sign("3", &["--next-update-secs", "3600", "--valid-secs", "86400", "--at", MORNING]);
+    assert!(signing.status.success(), "{}", String::from_utf8_lossy(&signing.stderr));
+    let signing = String::from_utf8(signing.stdout).unwrap();
     let public_key = signing.split("public key ").nth(1).unwrap().split(')').next().unwrap().to_string();
     let verify = |trust: &str, pinned: &str, at: &str| {
         ws.run(&["verify", "--trust", trust, "--directory-public-key", pinned, "--centre", "440300", "--at", at, &code])
@@ -469,20 +460,5 @@ fn a_signed_trust_list_is_checked_against_the_pinned_directory_key() {
     // A plain trust list is not a signed one.
     assert_eq!(verify("trust.json", &public_key, MORNING).status.code(), Some(2));
     // The signed list is never overwritten.
-    assert!(
-        !ws.run(&[
-            "trust",
-            "sign",
-            "--trust",
-            "trust.json",
-            "--directory-key",
-            &directory_pem,
-            "--sequence",
-            "4",
-            "--out",
-            "signed.json"
-        ])
-        .status
-        .success()
-    );
+    assert!(!sign("4", &[]).status.success());
 }
