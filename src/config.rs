@@ -16,6 +16,11 @@ use crate::code::{CentreCode, Purpose};
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:50051`. Env `LIANGMA_LISTEN`.
     pub listen: SocketAddr,
+    /// This version serves plaintext gRPC only; off loopback that needs this explicit `true`
+    /// (behind a TLS-terminating proxy or on a closed network), and the service says so loudly
+    /// at start. Default false: a non-loopback `listen` is refused. Env
+    /// `LIANGMA_INSECURE_PLAINTEXT` (`true`/`false`).
+    pub insecure_plaintext: bool,
     /// This deployment's centre as a verifier (matched against codes' audience). Default
     /// `440300`. Env `LIANGMA_CENTRE`.
     pub centre: CentreCode,
@@ -141,6 +146,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            insecure_plaintext: false,
             centre: CentreCode::new(440300).expect("valid"),
             purposes: Purpose::ALL.to_vec(),
             clock_skew_secs: crate::verify::DEFAULT_CLOCK_SKEW_SECONDS,
@@ -197,10 +203,11 @@ pub struct ConfigError(String);
 
 /// Every environment variable `liangma serve` reads: the configuration file's path, the log
 /// level filter, and the overrides applied by [`Config::load`].
-pub const ENVIRONMENT: [&str; 10] = [
+pub const ENVIRONMENT: [&str; 11] = [
     "LIANGMA_CONFIG",
     "LIANGMA_LOG",
     "LIANGMA_LISTEN",
+    "LIANGMA_INSECURE_PLAINTEXT",
     "LIANGMA_CENTRE",
     "LIANGMA_DATA_DIR",
     "LIANGMA_TRUST_LIST",
@@ -229,6 +236,9 @@ impl Config {
         }
         if let Some(value) = env("LIANGMA_LISTEN") {
             config.listen = parse("LIANGMA_LISTEN", &value)?;
+        }
+        if let Some(value) = env("LIANGMA_INSECURE_PLAINTEXT") {
+            config.insecure_plaintext = parse("LIANGMA_INSECURE_PLAINTEXT", &value)?;
         }
         if let Some(value) = env("LIANGMA_CENTRE") {
             config.centre = parse("LIANGMA_CENTRE", &value)?;
@@ -264,6 +274,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.ip().is_loopback() && !self.insecure_plaintext {
+            return Err(ConfigError(format!(
+                "listen {}: this version serves plaintext gRPC only, which off loopback exposes codes, member \
+                 statuses and every call to the network; listen on loopback, or set insecure_plaintext = true \
+                 (LIANGMA_INSECURE_PLAINTEXT=true) behind a TLS-terminating proxy or on a closed network",
+                self.listen
+            )));
+        }
         if self.purposes.is_empty() {
             return Err(ConfigError("purposes: serve at least one purpose".into()));
         }
@@ -341,10 +359,29 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_off_loopback_needs_the_explicit_setting() {
+        let open = |name: &str| match name {
+            "LIANGMA_LISTEN" => Some("0.0.0.0:50051".to_string()),
+            _ => None,
+        };
+        let error = Config::load(None, open).unwrap_err().to_string();
+        assert!(error.contains("plaintext") && error.contains("insecure_plaintext"), "{error}");
+        let accepted = |name: &str| match name {
+            "LIANGMA_LISTEN" => Some("[::]:50051".to_string()),
+            "LIANGMA_INSECURE_PLAINTEXT" => Some("true".to_string()),
+            _ => None,
+        };
+        assert!(Config::load(None, accepted).unwrap().insecure_plaintext);
+        let loopback = |name: &str| (name == "LIANGMA_LISTEN").then(|| "[::1]:50051".to_string());
+        assert!(!Config::load(None, loopback).unwrap().insecure_plaintext);
+    }
+
+    #[test]
     fn file_fields_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("liangma.toml");
-        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\n[store]\nbackend = \"redis\"\n").unwrap();
+        std::fs::write(&path, "listen = \"0.0.0.0:9000\"\ninsecure_plaintext = true\n[store]\nbackend = \"redis\"\n")
+            .unwrap();
         let config = Config::load(Some(&path), |_| None).unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.store.backend, StoreBackend::Redis);

@@ -70,6 +70,14 @@ async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) 
     let service = Arc::new(crate::app::build(config, store, clock).await?);
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    if config.insecure_plaintext && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            address = %config.listen,
+            "INSECURE: serving plaintext gRPC off loopback (insecure_plaintext = true): codes, member statuses \
+             and every call cross the network unencrypted and unauthenticated; only behind a TLS-terminating \
+             proxy or on a closed network"
+        );
+    }
     tracing::info!(
         address = %listener.local_addr()?,
         centre = %config.centre,

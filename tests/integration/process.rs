@@ -111,6 +111,36 @@ fn a_bad_configuration_exits_64_naming_the_variable() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("LIANGMA_CENTRE"));
 }
 
+/// Off loopback, plaintext needs the explicit setting: refused without it (exit 64, before
+/// binding: the port stays free), served with it and a loud warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_off_loopback_is_refused_unless_explicitly_allowed() {
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let serve = |insecure: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_liangma"));
+        command.arg("serve").env_clear().env("LIANGMA_LISTEN", format!("0.0.0.0:{port}"));
+        command.env("LIANGMA_DATA_DIR", data.path()).stdout(Stdio::null()).stderr(Stdio::piped());
+        if let Some(value) = insecure {
+            command.env("LIANGMA_INSECURE_PLAINTEXT", value);
+        }
+        command
+    };
+    let refused = serve(None).output().unwrap();
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("insecure_plaintext"));
+    assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(), "nothing was bound");
+    let child = serve(Some("true")).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "liangma serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("INSECURE: serving plaintext gRPC off loopback"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_at_every_level_carry_no_personal_data() {
     let served = serve("trace").await;
