@@ -31,12 +31,12 @@ pub struct MemberStatus {
 /// minority nationalities with separating dots, are around 30).
 pub const MAX_NAME_CHARS: usize = 64;
 
-fn check_name(name: &str) -> Result<(), &'static str> {
+fn check_name(name: &str) -> Result<(), String> {
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err("at most 64 characters");
+        return Err(format!("at most {MAX_NAME_CHARS} characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err("no control characters");
+        return Err("no control characters".into());
     }
     Ok(())
 }
