@@ -16,11 +16,19 @@ use crate::code::{CentreCode, Purpose};
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:50051`. Env `LIANGMA_LISTEN`.
     pub listen: SocketAddr,
-    /// This version serves plaintext gRPC only; off loopback that needs this explicit `true`
-    /// (behind a TLS-terminating proxy or on a closed network), and the service says so loudly
-    /// at start. Default false: a non-loopback `listen` is refused. Env
+    /// Without `[tls]` the service speaks plaintext gRPC; off loopback that needs this explicit
+    /// `true` (behind a TLS-terminating proxy or on a closed network), and the service says so
+    /// loudly at start. Default false: a non-loopback plaintext `listen` is refused. Env
     /// `LIANGMA_INSECURE_PLAINTEXT` (`true`/`false`).
     pub insecure_plaintext: bool,
+    /// Mutual TLS: this node's certificate, and the CA whose client certificates name callers.
+    /// Default: none (plaintext; loopback only unless `insecure_plaintext`).
+    pub tls: Option<TlsConfig>,
+    /// Membership of a network of centres: the directory to follow and how to reach other
+    /// centres' nodes. Default: none (a single node that consumes every code in its own store).
+    pub federation: Option<FederationConfig>,
+    /// This node is the trust directory (the national platform's role). Default: none.
+    pub directory: Option<DirectoryConfig>,
     /// This deployment's centre as a verifier (matched against codes' audience). Default
     /// `440300`. Env `LIANGMA_CENTRE`.
     pub centre: CentreCode,
@@ -63,6 +71,90 @@ pub struct IssuerConfig {
     pub signing_key: PathBuf,
     /// Its subject secret file.
     pub subject_secret: PathBuf,
+}
+
+/// Mutual TLS on the listener and towards other nodes (docs/federation.md §"Certificates").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// This node's certificate chain (PEM), presented to clients and to the nodes it calls.
+    pub certificate: PathBuf,
+    /// Its private key (PEM).
+    pub private_key: PathBuf,
+    /// The CA certificate(s) (PEM) that issue callers' and other nodes' certificates.
+    pub ca: PathBuf,
+}
+
+/// Following a trust directory and consuming codes at their issuers' nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// The directory's address, `https://host:port`.
+    pub directory_url: String,
+    /// The directory's ed25519 public key, 64 hex digits: the only key its lists are accepted under.
+    pub directory_public_key: String,
+    /// Seconds between fetches of the directory's list. Default 15.
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_interval_secs: u64,
+    /// Longest wait for another node's answer, milliseconds. Default 1000.
+    #[serde(default = "default_remote_timeout_ms")]
+    pub remote_timeout_ms: u64,
+    /// Failed calls in a row after which a node is not called for `breaker_open_secs`. Default 3.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long calls to a failing node are answered at once without trying. Default 10.
+    #[serde(default = "default_breaker_open_secs")]
+    pub breaker_open_secs: u64,
+    /// Where the last accepted list is kept, so that a restart neither waits for the directory
+    /// nor accepts an older list. Default `<data_dir>/signed-trust-list.json`.
+    #[serde(default)]
+    pub list_cache: Option<PathBuf>,
+}
+
+fn default_refresh_secs() -> u64 {
+    15
+}
+fn default_remote_timeout_ms() -> u64 {
+    1000
+}
+fn default_breaker_failures() -> u32 {
+    3
+}
+fn default_breaker_open_secs() -> u64 {
+    10
+}
+
+/// The trust directory's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The directory's signing key (PKCS#8 PEM), kept offline-grade: it vouches for every centre.
+    pub signing_key: PathBuf,
+    /// The signed list in force, rewritten (atomically) at every change and re-signing; it is
+    /// also the sequence floor: a restarted directory never signs a lower sequence.
+    pub state: PathBuf,
+    /// Trust list that seeds the first signed list when `state` does not exist yet.
+    pub initial_trust_list: PathBuf,
+    /// Seconds from signing to `next_update`; the list is re-signed when half of it has
+    /// passed. Default 60.
+    #[serde(default = "default_next_update_secs")]
+    pub next_update_secs: u64,
+    /// Seconds from signing to expiry. Default 86400.
+    #[serde(default = "default_validity_secs")]
+    pub validity_secs: u64,
+    /// Signing window of a key added through SubmitKeyChange, days. Default 365.
+    #[serde(default = "default_key_validity_days")]
+    pub key_validity_days: u64,
+}
+
+fn default_next_update_secs() -> u64 {
+    60
+}
+fn default_validity_secs() -> u64 {
+    86_400
+}
+fn default_key_validity_days() -> u64 {
+    365
 }
 
 /// Which store, and how to reach Redis.
@@ -147,6 +239,9 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             insecure_plaintext: false,
+            tls: None,
+            federation: None,
+            directory: None,
             centre: CentreCode::new(440300).expect("valid"),
             purposes: Purpose::ALL.to_vec(),
             clock_skew_secs: crate::verify::DEFAULT_CLOCK_SKEW_SECONDS,
@@ -274,19 +369,52 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.ip().is_loopback() && !self.insecure_plaintext {
+        if !self.listen.ip().is_loopback() && !self.insecure_plaintext && self.tls.is_none() {
             return Err(ConfigError(format!(
-                "listen {}: this version serves plaintext gRPC only, which off loopback exposes codes, member \
-                 statuses and every call to the network; listen on loopback, or set insecure_plaintext = true \
-                 (LIANGMA_INSECURE_PLAINTEXT=true) behind a TLS-terminating proxy or on a closed network",
+                "listen {}: without [tls] the service speaks plaintext gRPC, which off loopback exposes codes, \
+                 member statuses and every call to the network; configure [tls], listen on loopback, or set \
+                 insecure_plaintext = true (LIANGMA_INSECURE_PLAINTEXT=true) behind a TLS-terminating proxy or \
+                 on a closed network",
                 self.listen
             )));
+        }
+        if let Some(federation) = &self.federation {
+            if self.tls.is_none() {
+                return Err(ConfigError("federation: nodes talk over mutual TLS only; configure [tls]".into()));
+            }
+            crate::trust::check_node_address(&federation.directory_url)
+                .map_err(|problem| ConfigError(format!("federation.directory_url: {problem}")))?;
+            self.directory_public_key()?;
+            if federation.refresh_interval_secs == 0
+                || federation.remote_timeout_ms == 0
+                || federation.breaker_failures == 0
+            {
+                return Err(ConfigError(
+                    "federation: refresh_interval_secs, remote_timeout_ms and breaker_failures are at least 1".into(),
+                ));
+            }
+        }
+        if let Some(directory) = &self.directory {
+            if directory.next_update_secs == 0 || directory.validity_secs < directory.next_update_secs {
+                return Err(ConfigError(
+                    "directory: next_update_secs at least 1, validity_secs at least next_update_secs".into(),
+                ));
+            }
+            if self.federation.is_some() {
+                return Err(ConfigError("directory: a directory node does not also follow a directory".into()));
+            }
+            if self.trust_list.is_some() {
+                return Err(ConfigError("directory: the directory's list is its state file; remove trust_list".into()));
+            }
         }
         if self.purposes.is_empty() {
             return Err(ConfigError("purposes: serve at least one purpose".into()));
         }
-        if self.trust_list.is_none() && !self.issuers.is_empty() {
-            return Err(ConfigError("issuers are configured but trust_list is not: give the trust list file".into()));
+        if self.is_dev_setup() && !self.issuers.is_empty() {
+            return Err(ConfigError(
+                "issuers are configured but no trust list source is: give trust_list, [federation] or [directory]"
+                    .into(),
+            ));
         }
         self.load_loan_policy()?;
         let limits = &self.limits;
@@ -324,9 +452,23 @@ impl Config {
         crate::loan::LoanPolicy::load(&self.loan_policy).map_err(|e| ConfigError(format!("loan_policy: {e}")))
     }
 
-    /// Whether this is the embedded dev setup (no trust list given).
+    /// Whether this is the embedded dev setup (no trust list, directory or federation given).
     pub fn is_dev_setup(&self) -> bool {
-        self.trust_list.is_none()
+        self.trust_list.is_none() && self.federation.is_none() && self.directory.is_none()
+    }
+
+    /// The pinned directory key of `[federation]`.
+    pub fn directory_public_key(&self) -> Result<Option<ed25519_dalek::VerifyingKey>, ConfigError> {
+        let Some(federation) = &self.federation else { return Ok(None) };
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(federation.directory_public_key.trim(), &mut bytes)
+            .ok()
+            .and_then(|()| ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok())
+            .filter(|key| !key.is_weak())
+            .map(Some)
+            .ok_or_else(|| {
+                ConfigError("federation.directory_public_key: not 64 hex digits of an ed25519 public key".into())
+            })
     }
 
     /// The Redis command timeout.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod code;
 pub mod config;
+pub mod federation;
 pub mod grpc;
 pub mod issue;
 pub mod loan;

@@ -16,9 +16,8 @@ fn verdict_named(wire: i32) -> Option<Verdict> {
 
 /// A fresh random request id (32 hex digits).
 fn new_request_id() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
-    Ok(hex::encode(bytes))
+    let id = crate::model::RequestId::random().map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+    Ok(id.as_str().to_owned())
 }
 
 pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {

@@ -67,10 +67,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let service = Arc::new(crate::app::build(config, store, clock).await?);
+    let node = crate::app::build_node(config, store, clock).await?;
+    let service = Arc::new(node.service);
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    if config.insecure_plaintext && !config.listen.ip().is_loopback() {
+    if config.tls.is_none() && config.insecure_plaintext && !config.listen.ip().is_loopback() {
         tracing::warn!(
             address = %config.listen,
             "INSECURE: serving plaintext gRPC off loopback (insecure_plaintext = true): codes, member statuses \
@@ -83,11 +84,43 @@ async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) 
         centre = %config.centre,
         store = ?config.store.backend,
         dev_setup = config.is_dev_setup(),
+        tls = config.tls.is_some(),
+        directory = config.directory.is_some(),
+        federation = config.federation.is_some(),
         "liangma serving"
     );
-    grpc::serve(service, listener, ServerSettings::from_config(config), shutdown_signal()).await?;
+    let mut settings = ServerSettings::from_config(config);
+    settings.tls = node.tls;
+    settings.directory = node.directory.clone();
+    // Background work ends with the process; none of it holds state that needs a clean stop.
+    let following = node.follower.map(|follower| tokio::spawn(follower.run(Arc::clone(&service))));
+    let resigning = node.directory.map(|directory| tokio::spawn(resign(directory, Arc::clone(&service))));
+    grpc::serve(service, listener, settings, shutdown_signal()).await?;
+    for task in [following, resigning].into_iter().flatten() {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The directory signs its list again before nodes would find it stale.
+async fn resign<S: Store>(
+    directory: Arc<crate::federation::directory::Directory>,
+    service: Arc<crate::service::Liangma<S>>,
+) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        match directory.resign_if_due() {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Err(error) = service.install_signed_list(directory.signed_list()) {
+                    tracing::error!(%error, "the directory's own new list was not installed");
+                }
+            }
+            Err(error) => tracing::error!(%error, "re-signing the directory's list failed; retrying"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,12 +1,17 @@
 //! Proto <-> domain, one conversion per message: `TryFrom` validates every request field into a domain command (errors name the field), `From` turns each domain result into its response.
 
-use crate::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, LoanState, Purpose};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use crate::clock::Timestamp;
+use crate::code::{AccountStatus, CentreCode, Claims, CodeId, DepositClaims, Fen, KeyId, LoanState, Purpose};
+use crate::federation::directory::KeyChange;
 use crate::loan::{House, name_of};
 use crate::model::{IdNumber, PreviousUse, PublishOutcome, RegistryRecord, RequestId, UsageEntry, Verdict};
 use crate::pb::v1 as pb;
+use crate::service::link::RemoteAnswer;
 use crate::service::{
-    CodeInput, IssueCommand, IssuedCode, LoanCommand, LoanOutcome, Member, MemberStatus, PartyInput, PublishCommand,
-    QrFormat, QrImage, RevokeCommand, ServiceError, TrustListSize, Verification, VerifyCommand,
+    CodeInput, ConsumeCommand, IssueCommand, IssuedCode, LoanCommand, LoanOutcome, Member, MemberStatus, PartyInput,
+    PublishCommand, QrFormat, QrImage, RevokeCommand, ServiceError, TrustListSize, Verification, VerifyCommand,
 };
 use crate::verify::Reason;
 
@@ -242,6 +247,7 @@ impl From<Verdict> for pb::Verdict {
             Verdict::CodeRevoked => pb::Verdict::CodeRevoked,
             Verdict::AlreadyUsed => pb::Verdict::AlreadyUsed,
             Verdict::UnknownDigits => pb::Verdict::UnknownDigits,
+            Verdict::IssuerUnreachable => pb::Verdict::IssuerUnreachable,
             Verdict::Rejected(reason) => match reason {
                 Reason::Malformed => pb::Verdict::Malformed,
                 Reason::UnsupportedVersion => pb::Verdict::UnsupportedVersion,
@@ -370,6 +376,102 @@ impl From<LoanOutcome> for pb::EvaluateOffsiteLoanResponse {
                 .collect(),
             verification_ids,
         }
+    }
+}
+
+impl TryFrom<pb::ConsumeCodeRequest> for ConsumeCommand {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::ConsumeCodeRequest) -> Result<Self, ServiceError> {
+        if request.text.is_empty() {
+            return Err(invalid("text", "give the code text"));
+        }
+        let CodeInput::Text(text) = scanned_text(request.text) else { unreachable!("scanned_text gives text") };
+        Ok(ConsumeCommand {
+            text,
+            verifying_centre: centre("verifying_centre", &request.verifying_centre)?,
+            request_id: request_id(&request.request_id)?.ok_or_else(|| invalid("request_id", "is required"))?,
+        })
+    }
+}
+
+/// The issuer node's answer, read back by the verifying node (the `From<Verification>` above
+/// in reverse, for the fields a remote answer carries).
+impl TryFrom<pb::VerifyCodeResponse> for RemoteAnswer {
+    type Error = ServiceError;
+
+    fn try_from(response: pb::VerifyCodeResponse) -> Result<Self, ServiceError> {
+        let verdict = pb::Verdict::try_from(response.verdict)
+            .ok()
+            .and_then(verdict_of)
+            .ok_or_else(|| invalid("verdict", "unknown"))?;
+        let live = match response.live {
+            Some(live) if live.found => Some(RegistryRecord {
+                status: deposit_status("live.status", live.status)?,
+                masked_name: live.masked_name,
+                masked_id_number: live.masked_id_number,
+                published_at: Timestamp::from_unix(live.published_at_unix),
+            }),
+            _ => None,
+        };
+        let previous_use = match response.previous_use {
+            Some(used) => Some(PreviousUse {
+                at: Timestamp::from_unix(used.used_at_unix),
+                centre: centre("previous_use.centre", &used.centre)?,
+            }),
+            None => None,
+        };
+        Ok(RemoteAnswer {
+            verdict,
+            detail: Some(response.detail).filter(|detail| !detail.is_empty()),
+            live,
+            previous_use,
+            verification_id: Some(response.verification_id).filter(|id| !id.is_empty()),
+        })
+    }
+}
+
+/// 32 bytes of an ed25519 public key that is not a small-order point.
+fn public_key(field: &str, bytes: &[u8]) -> Result<VerifyingKey, ServiceError> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| invalid(field, "must be 32 bytes"))?;
+    VerifyingKey::from_bytes(&bytes)
+        .ok()
+        .filter(|key| !key.is_weak())
+        .ok_or_else(|| invalid(field, "is not a usable ed25519 public key"))
+}
+
+fn key_id(field: &str, text: &str) -> Result<KeyId, ServiceError> {
+    text.parse().map_err(|error| invalid(field, error))
+}
+
+impl TryFrom<pb::SubmitKeyChangeRequest> for (CentreCode, KeyChange) {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::SubmitKeyChangeRequest) -> Result<Self, ServiceError> {
+        use pb::submit_key_change_request::Change;
+        let centre = centre("centre", &request.centre)?;
+        let change = match request.change {
+            Some(Change::Add(add)) => KeyChange::Add {
+                public_key: public_key("add.public_key", &add.public_key)?,
+                name: Some(add.centre_name).filter(|name| !name.is_empty()),
+            },
+            Some(Change::Rotate(rotate)) => {
+                let signature: [u8; 64] = rotate
+                    .signature
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| invalid("rotate.signature", "must be 64 bytes"))?;
+                KeyChange::Rotate {
+                    new_public_key: public_key("rotate.new_public_key", &rotate.new_public_key)?,
+                    current_key_id: key_id("rotate.current_key_id", &rotate.current_key_id)?,
+                    signature: Signature::from_bytes(&signature),
+                }
+            }
+            Some(Change::Revoke(revoke)) => KeyChange::Revoke { key_id: key_id("revoke.key_id", &revoke.key_id)? },
+            Some(Change::SetNode(set_node)) => KeyChange::SetNode { address: set_node.address },
+            None => return Err(invalid("change", "give add, rotate, revoke or set_node")),
+        };
+        Ok((centre, change))
     }
 }
 

@@ -48,7 +48,12 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let connection = request.extensions().get::<ConnectionInfo>().cloned();
+        let connection = request.extensions().get::<ConnectionInfo>().cloned().or_else(|| {
+            request
+                .extensions()
+                .get::<tonic::transport::server::TlsConnectInfo<ConnectionInfo>>()
+                .map(|tls| tls.get_ref().clone())
+        });
         if let Some(connection) = &connection {
             // tonic's `Request::remote_addr` looks for the plain TCP info.
             request.extensions_mut().insert(connection.tcp.clone());

@@ -2,27 +2,64 @@
 
 use std::sync::Arc;
 
+use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Response, Status};
 
+use super::connection::ConnectionInfo;
+use crate::code::CentreCode;
+use crate::federation::directory::Directory;
+use crate::federation::identity::{Caller, Role};
 use crate::pb::v1 as pb;
-use crate::service::{Liangma, Member, PublishCommand, RevokeCommand};
+use crate::service::{ConsumeCommand, Liangma, Member, PublishCommand, RevokeCommand, ServiceError};
 use crate::store::Store;
+use crate::trust::directory::Freshness;
 
 /// Serves every liangma service from one [`Liangma`].
 pub struct Handlers<S> {
     service: Arc<Liangma<S>>,
+    directory: Option<Arc<Directory>>,
+    tls: bool,
 }
 
 impl<S> Handlers<S> {
-    /// Handlers over `service`.
-    pub fn new(service: Arc<Liangma<S>>) -> Self {
-        Self { service }
+    /// Handlers over `service`; `tls`: the listener requires client certificates, so every
+    /// call is authorized by the roles its certificate grants (without TLS every caller is
+    /// trusted, which only loopback or the loudly logged insecure setting allow).
+    pub fn new(service: Arc<Liangma<S>>, directory: Option<Arc<Directory>>, tls: bool) -> Self {
+        Self { service, directory, tls }
+    }
+
+    /// Who calls, from the connection's client certificate.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if !self.tls {
+            return Ok(Caller::Unauthenticated);
+        }
+        let certificates =
+            request.extensions().get::<TlsConnectInfo<ConnectionInfo>>().and_then(TlsConnectInfo::peer_certs);
+        match certificates.as_ref().and_then(|chain| chain.first()) {
+            None => Ok(Caller::Anonymous),
+            Some(leaf) => Caller::from_certificate(leaf).map_err(Status::from),
+        }
+    }
+
+    /// Refuses the call unless its caller holds `role` for `centre`.
+    fn require<T>(&self, request: &Request<T>, role: Role, centre: CentreCode) -> Result<Caller, Status> {
+        let caller = self.caller(request)?;
+        caller.require(role, centre)?;
+        Ok(caller)
+    }
+}
+
+impl<S: Store> Handlers<S> {
+    /// This node's counters: verification, loan evaluation, lookups.
+    fn require_counter<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.require(request, Role::Counter, self.service.centre()).map(drop)
     }
 }
 
 impl<S> Clone for Handlers<S> {
     fn clone(&self) -> Self {
-        Self { service: Arc::clone(&self.service) }
+        Self { service: Arc::clone(&self.service), directory: self.directory.clone(), tls: self.tls }
     }
 }
 
@@ -38,6 +75,7 @@ impl<S: Store> pb::verifier_service_server::VerifierService for Handlers<S> {
         &self,
         request: Request<pb::VerifyCodeRequest>,
     ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
+        self.require_counter(&request)?;
         let verification = self.service.verify(request.into_inner().try_into()?).await?;
         tracing::info!(
             verdict = verification.verdict.as_str(),
@@ -54,7 +92,10 @@ impl<S: Store> pb::issuer_service_server::IssuerService for Handlers<S> {
         &self,
         request: Request<pb::IssueCodeRequest>,
     ) -> Result<Response<pb::IssueCodeResponse>, Status> {
-        let issued = self.service.issue(request.into_inner().try_into()?).await?;
+        let caller = self.caller(&request)?;
+        let command: crate::service::IssueCommand = request.into_inner().try_into()?;
+        caller.require(Role::Core, command.member.centre)?;
+        let issued = self.service.issue(command).await?;
         tracing::info!(code_id = %issued.claims.code_id, issuer = %issued.claims.issuer, "issued");
         Ok(Response::new(issued.into()))
     }
@@ -63,7 +104,9 @@ impl<S: Store> pb::issuer_service_server::IssuerService for Handlers<S> {
         &self,
         request: Request<pb::RevokeCodeRequest>,
     ) -> Result<Response<pb::RevokeCodeResponse>, Status> {
+        let caller = self.caller(&request)?;
         let command: RevokeCommand = request.into_inner().try_into()?;
+        caller.require(Role::Core, command.member.centre)?;
         let code_id = command.code_id;
         self.service.revoke_code(command).await?;
         tracing::info!(%code_id, "code revoked");
@@ -77,8 +120,10 @@ impl<S: Store> pb::registry_service_server::RegistryService for Handlers<S> {
         &self,
         request: Request<pb::PublishStatusesRequest>,
     ) -> Result<Response<pb::PublishStatusesResponse>, Status> {
+        let caller = self.caller(&request)?;
         let command: PublishCommand = request.into_inner().try_into()?;
         let centre = command.centre;
+        caller.require(Role::Core, centre)?;
         let outcome = self.service.publish(command).await?;
         let (counts, rejected) = (outcome.counts, outcome.rejected.len());
         tracing::info!(%centre, applied = counts.applied, ignored = counts.ignored_not_newer, rejected, "published");
@@ -89,6 +134,7 @@ impl<S: Store> pb::registry_service_server::RegistryService for Handlers<S> {
         &self,
         request: Request<pb::LookupStatusRequest>,
     ) -> Result<Response<pb::LookupStatusResponse>, Status> {
+        self.require_counter(&request)?;
         let live = self.service.lookup(&request.into_inner().verification_id).await?;
         Ok(Response::new(pb::LookupStatusResponse { live: Some(live.as_ref().into()) }))
     }
@@ -100,7 +146,9 @@ impl<S: Store> pb::usage_record_service_server::UsageRecordService for Handlers<
         &self,
         request: Request<pb::ListUsageRequest>,
     ) -> Result<Response<pb::ListUsageResponse>, Status> {
+        let caller = self.caller(&request)?;
         let member: Member = request.into_inner().try_into()?;
+        caller.require(Role::Core, member.centre)?;
         let entries = self.service.usage(&member).await?;
         Ok(Response::new(pb::ListUsageResponse { entries: entries.into_iter().map(Into::into).collect() }))
     }
@@ -110,18 +158,91 @@ impl<S: Store> pb::usage_record_service_server::UsageRecordService for Handlers<
 impl<S: Store> pb::trust_directory_service_server::TrustDirectoryService for Handlers<S> {
     async fn get_trust_list(
         &self,
-        _request: Request<pb::GetTrustListRequest>,
+        request: Request<pb::GetTrustListRequest>,
     ) -> Result<Response<pb::GetTrustListResponse>, Status> {
-        Ok(Response::new(pb::GetTrustListResponse { trust_list_json: self.service.trust_list_json() }))
+        self.caller(&request)?.require_known()?;
+        let trust = self.service.trust();
+        let now = self.service.now();
+        let mut response = pb::GetTrustListResponse { trust_list_json: trust.list().to_json(), ..Default::default() };
+        if let crate::service::TrustInForce::Signed(signed) = trust.as_ref() {
+            response.sequence = signed.issue.sequence;
+            response.next_update_unix = signed.issue.next_update.unix();
+            response.expires_at_unix = signed.issue.expires_at.unix();
+            response.set_freshness(match signed.freshness(now) {
+                Freshness::Fresh => pb::Freshness::Fresh,
+                Freshness::Stale => pb::Freshness::Stale,
+                Freshness::Expired => pb::Freshness::Expired,
+            });
+        }
+        Ok(Response::new(response))
     }
 
     async fn reload_trust_list(
         &self,
-        _request: Request<pb::ReloadTrustListRequest>,
+        request: Request<pb::ReloadTrustListRequest>,
     ) -> Result<Response<pb::ReloadTrustListResponse>, Status> {
+        self.caller(&request)?.require_national_or(Some((Role::Operator, self.service.centre())))?;
         let size = self.service.reload_trust_list()?;
         tracing::info!(centres = size.centres, keys = size.keys, "trust list reloaded");
         Ok(Response::new(size.into()))
+    }
+
+    async fn get_signed_trust_list(
+        &self,
+        request: Request<pb::GetSignedTrustListRequest>,
+    ) -> Result<Response<pb::GetSignedTrustListResponse>, Status> {
+        self.caller(&request)?.require_known()?;
+        let directory = self.directory.as_ref().ok_or(ServiceError::NotTheDirectory)?;
+        let (sequence, text) = directory.signed_since(request.into_inner().known_sequence);
+        Ok(Response::new(pb::GetSignedTrustListResponse {
+            sequence,
+            unchanged: text.is_none(),
+            signed_list: text.map(|text| text.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn submit_key_change(
+        &self,
+        request: Request<pb::SubmitKeyChangeRequest>,
+    ) -> Result<Response<pb::SubmitKeyChangeResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let directory = self.directory.as_ref().ok_or(ServiceError::NotTheDirectory)?;
+        let (centre, change) = request.into_inner().try_into()?;
+        let known_centre = self.service.trust().list().centre(centre).is_some();
+        // A centre new to the list is the national operators' to admit; a known centre's
+        // operators change its own entry.
+        caller.require_national_or(known_centre.then_some((Role::Operator, centre)))?;
+        let kind = match &change {
+            crate::federation::directory::KeyChange::Add { .. } => "add",
+            crate::federation::directory::KeyChange::Rotate { .. } => "rotate",
+            crate::federation::directory::KeyChange::Revoke { .. } => "revoke",
+            crate::federation::directory::KeyChange::SetNode { .. } => "set-node",
+        };
+        let (sequence, key_id) =
+            directory.apply(centre, change).map_err(|error| ServiceError::KeyChangeRefused(error.to_string()))?;
+        self.service.install_signed_list(directory.signed_list()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        tracing::info!(%centre, change = kind, sequence, "key change signed into the directory's list");
+        Ok(Response::new(pb::SubmitKeyChangeResponse {
+            sequence,
+            key_id: key_id.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::node_service_server::NodeService for Handlers<S> {
+    async fn consume_code(
+        &self,
+        request: Request<pb::ConsumeCodeRequest>,
+    ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let command: ConsumeCommand = request.into_inner().try_into()?;
+        // The usage entry names the verifying centre its node's certificate vouches for.
+        caller.require(Role::Node, command.verifying_centre)?;
+        let verifying_centre = command.verifying_centre;
+        let verification = self.service.consume_for(command).await?;
+        tracing::info!(verdict = verification.verdict.as_str(), %verifying_centre, "consumed for another centre");
+        Ok(Response::new(verification.into()))
     }
 }
 
@@ -131,6 +252,7 @@ impl<S: Store> pb::loan_service_server::LoanService for Handlers<S> {
         &self,
         request: Request<pb::EvaluateOffsiteLoanRequest>,
     ) -> Result<Response<pb::EvaluateOffsiteLoanResponse>, Status> {
+        self.require_counter(&request)?;
         let outcome = self.service.evaluate_loan(request.into_inner().try_into()?).await?;
         let evaluation = &outcome.evaluation;
         tracing::info!(policy = %evaluation.policy, eligible = evaluation.eligible, decided_by = ?evaluation.decided_by, "loan evaluated");

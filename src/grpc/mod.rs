@@ -23,6 +23,7 @@ use guard::GuardLayer;
 use crate::pb::v1 as pb;
 use crate::service::Liangma;
 use crate::store::Store;
+use crate::trust::directory::Freshness;
 use handlers::Handlers;
 
 /// Network settings of the server; [`ServerSettings::from_config`] documents nothing new:
@@ -43,8 +44,12 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Interval of HTTP/2 pings to a client; a ping unanswered for as long ends the connection.
     pub http2_keepalive: Duration,
-    /// How often health asks the store whether it answers.
+    /// How often health asks the store whether it answers (and looks at the trust list's freshness).
     pub store_check_interval: Duration,
+    /// Mutual TLS; `None`: plaintext, every caller trusted (loopback, or the insecure setting).
+    pub tls: Option<crate::federation::TlsMaterial>,
+    /// This node is the trust directory.
+    pub directory: Option<Arc<crate::federation::directory::Directory>>,
 }
 
 impl ServerSettings {
@@ -65,28 +70,33 @@ impl ServerSettings {
             request_timeout: Duration::from_millis(limits.request_timeout_ms),
             http2_keepalive: Duration::from_secs(limits.http2_keepalive_secs),
             store_check_interval: Duration::from_millis(config.store.check_interval_ms),
+            tls: None,
+            directory: None,
         }
     }
 }
 
 /// Names of the liangma services, as health checks ask for them.
-pub const SERVICE_NAMES: [&str; 6] = [
+pub const SERVICE_NAMES: [&str; 7] = [
     "liangma.v1.IssuerService",
     "liangma.v1.VerifierService",
     "liangma.v1.RegistryService",
     "liangma.v1.UsageRecordService",
     "liangma.v1.TrustDirectoryService",
     "liangma.v1.LoanService",
+    "liangma.v1.NodeService",
 ];
 
-/// The services that need the store (every one but the trust directory), and `""`, the
-/// server as a whole: health reports them NOT_SERVING while the store does not answer.
-const NEED_THE_STORE: [&str; 6] = [
+/// The services that need the store and a usable trust list (every one but the trust
+/// directory), and `""`, the server as a whole: health reports them NOT_SERVING while the
+/// store does not answer or the directory's signed list has expired.
+const NEED_THE_STORE: [&str; 7] = [
     "liangma.v1.IssuerService",
     "liangma.v1.VerifierService",
     "liangma.v1.RegistryService",
     "liangma.v1.UsageRecordService",
     "liangma.v1.LoanService",
+    "liangma.v1.NodeService",
     "",
 ];
 
@@ -119,7 +129,7 @@ pub async fn serve<S: Store>(
         settings.store_check_interval,
         Arc::clone(&stopping),
     ));
-    let handlers = Handlers::new(service);
+    let handlers = Handlers::new(service, settings.directory.clone(), settings.tls.is_some());
     let signal = {
         let draining = Arc::clone(&draining);
         let health = health.clone();
@@ -133,7 +143,11 @@ pub async fn serve<S: Store>(
             draining.notify_one();
         }
     };
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &settings.tls {
+        builder = builder.tls_config(tls.server_config(settings.connections.handshake_timeout))?;
+    }
+    let server = builder
         .max_concurrent_streams(settings.max_streams_per_connection)
         .concurrency_limit_per_connection(settings.max_calls_per_connection)
         .http2_keepalive_interval(Some(settings.http2_keepalive))
@@ -163,7 +177,8 @@ pub async fn serve<S: Store>(
             pb::trust_directory_service_server::TrustDirectoryServiceServer::new(handlers.clone())
                 .max_decoding_message_size(limit),
         )
-        .add_service(pb::loan_service_server::LoanServiceServer::new(handlers).max_decoding_message_size(limit))
+        .add_service(pb::loan_service_server::LoanServiceServer::new(handlers.clone()).max_decoding_message_size(limit))
+        .add_service(pb::node_service_server::NodeServiceServer::new(handlers).max_decoding_message_size(limit))
         .serve_with_incoming_shutdown(connection::incoming(listener, settings.connections), signal);
     let served = tokio::select! {
         result = server => result,
@@ -195,6 +210,7 @@ async fn watch_store<S: Store>(
     stopping: Arc<AtomicBool>,
 ) {
     let mut serving = true;
+    let mut freshness = None;
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -203,13 +219,31 @@ async fn watch_store<S: Store>(
         if stopping.load(Ordering::SeqCst) {
             return;
         }
-        let now_serving = answer.is_ok();
+        let trust = service.trust();
+        let now_fresh = trust.freshness(service.now());
+        if now_fresh != freshness {
+            freshness = now_fresh;
+            match now_fresh {
+                Some(Freshness::Stale) => tracing::warn!(
+                    sequence = trust.sequence(),
+                    "signed trust list STALE (past next_update): still verifying; check the directory connection"
+                ),
+                Some(Freshness::Expired) => tracing::error!(
+                    sequence = trust.sequence(),
+                    "signed trust list EXPIRED: verification fails closed (UNAVAILABLE) until a fresh list arrives"
+                ),
+                Some(Freshness::Fresh) => tracing::info!(sequence = trust.sequence(), "signed trust list fresh"),
+                None => {}
+            }
+        }
+        let now_serving = answer.is_ok() && now_fresh != Some(Freshness::Expired);
         if now_serving == serving {
             continue;
         }
         serving = now_serving;
         match &answer {
-            Ok(()) => tracing::info!("store answers again: health SERVING"),
+            Ok(()) if now_serving => tracing::info!("store answers and the trust list is usable: health SERVING"),
+            Ok(()) => tracing::warn!("trust list expired: health NOT_SERVING for the services that need it"),
             Err(error) => {
                 tracing::warn!(%error, "store does not answer: health NOT_SERVING for the services that need it")
             }

@@ -2,7 +2,21 @@
 
 use tonic::Status;
 
+use crate::federation::identity::AccessError;
 use crate::service::ServiceError;
+
+impl From<AccessError> for Status {
+    fn from(error: AccessError) -> Self {
+        let message = error.to_string();
+        match error {
+            AccessError::NoCertificate | AccessError::BadCertificate => Status::unauthenticated(message),
+            AccessError::NotPermitted { .. } | AccessError::NotNationalOperator => {
+                tracing::warn!(%message, "call refused");
+                Status::permission_denied(message)
+            }
+        }
+    }
+}
 
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
@@ -18,7 +32,10 @@ impl From<ServiceError> for Status {
             | ServiceError::PartyNotValid { .. }
             | ServiceError::FigureOutOfRange(_)
             | ServiceError::NoTrustListFile
+            | ServiceError::NotTheDirectory
+            | ServiceError::KeyChangeRefused(_)
             | ServiceError::TrustListNotReloaded(_) => Status::failed_precondition(message),
+            ServiceError::TrustListExpired(_) => Status::unavailable(message),
             ServiceError::StoreUnavailable(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");
                 Status::unavailable("registry store unavailable; retry shortly")

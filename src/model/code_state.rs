@@ -22,6 +22,13 @@ impl RequestId {
             .then(|| Self(text.to_owned()))
     }
 
+    /// A fresh random id (32 hex digits).
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(hex::encode(bytes)))
+    }
+
     /// The id of one part of the request (e.g. a loan party): the id, `:` and `suffix`. It may
     /// be longer than a caller's id ([`RequestId::MAX_LEN`] bounds what callers send, not what
     /// is stored), so that two requests never share a part.

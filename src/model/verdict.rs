@@ -17,6 +17,9 @@ pub enum Verdict {
     AlreadyUsed,
     /// The digits name no live code.
     UnknownDigits,
+    /// The code passed every offline check, but its issuer's node (which alone can consume it)
+    /// did not answer: it was not consumed and must not be accepted.
+    IssuerUnreachable,
 }
 
 impl Verdict {
@@ -28,6 +31,7 @@ impl Verdict {
             Verdict::CodeRevoked => "CODE_REVOKED",
             Verdict::AlreadyUsed => "ALREADY_USED",
             Verdict::UnknownDigits => "UNKNOWN_DIGITS",
+            Verdict::IssuerUnreachable => "ISSUER_UNREACHABLE",
         }
     }
 
@@ -37,6 +41,7 @@ impl Verdict {
             Verdict::CodeRevoked,
             Verdict::AlreadyUsed,
             Verdict::UnknownDigits,
+            Verdict::IssuerUnreachable,
         ])
     }
 }
@@ -67,7 +72,7 @@ mod tests {
 
     #[test]
     fn every_verdict_name_parses_back_to_its_verdict() {
-        assert_eq!(Verdict::all().count(), 15);
+        assert_eq!(Verdict::all().count(), 16);
         for verdict in Verdict::all() {
             assert_eq!(verdict.as_str().parse(), Ok(verdict));
         }

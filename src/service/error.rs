@@ -60,9 +60,22 @@ pub enum ServiceError {
     /// A loan party's deposit figures are beyond what a home centre may publish.
     #[error("deposit figure out of range: {0}")]
     FigureOutOfRange(FigureOutOfRange),
-    /// This deployment has no trust list file to reload (the embedded dev setup has one).
-    #[error("this deployment has no trust list file to reload")]
+    /// This deployment has no trust list file to reload (the embedded dev setup has one; a
+    /// node following a directory takes its list from there).
+    #[error("this deployment has no trust list file to reload (a node following a directory fetches its list)")]
     NoTrustListFile,
+    /// The directory's signed list in force is past its expiry: verification fails closed
+    /// until a fresh list arrives.
+    #[error(
+        "the national trust list expired at {0} and no fresher list arrived from the directory: verification is suspended"
+    )]
+    TrustListExpired(crate::clock::Timestamp),
+    /// This node is not the trust directory.
+    #[error("this node is not the trust directory")]
+    NotTheDirectory,
+    /// A key change the directory refuses.
+    #[error("key change refused: {0}")]
+    KeyChangeRefused(String),
     /// The trust list file was not reloaded; the list in force stays. The reason names the
     /// invalid field, never the file's path.
     #[error("trust list not reloaded, the list in force stays: {0}")]

@@ -68,8 +68,9 @@ impl<S: Store> Liangma<S> {
         let request = IssueRequest { purpose: command.purpose, audience: command.audience, lifetime_seconds: lifetime };
         let code_id = CodeId::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
         let now = self.clock.now();
+        let trust = self.trust();
         let issued = issuer
-            .issue_claims(&self.trust(), subject.reference, record.status, &request, now, code_id)
+            .issue_claims(trust.usable_at(now)?, subject.reference, record.status, &request, now, code_id)
             .map_err(|error| match error {
                 IssueError::Random(_) | IssueError::IssueTime | IssueError::TooLarge(_) => {
                     ServiceError::Internal(error.to_string())

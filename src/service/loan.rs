@@ -1,11 +1,11 @@
 //! Off-site loan evaluation: every party checked before any code is consumed, codes consumed under the request id, the loan centre's policy applied to live or claimed figures.
 
-use crate::code::{Claims, Purpose};
+use crate::code::Purpose;
 use crate::loan::{Evaluation, House, LoanApplication, Party, Source, evaluate};
 use crate::model::{Granted, RequestId, Subject, Verdict};
 use crate::store::Store;
 
-use super::verify::{Checked, CodeInput, subject_of};
+use super::verify::{AuthenticCode, Checked, CodeInput, subject_of};
 use super::{Liangma, ServiceError};
 
 /// A depositor in a loan evaluation.
@@ -27,7 +27,7 @@ enum PartyFigures {
     /// Verified before: what its grant holds.
     Granted(Granted),
     /// An authentic, acceptable code still to be consumed.
-    ToConsume(Claims),
+    ToConsume(AuthenticCode),
 }
 
 /// A loan evaluation and the verification ids of the codes it consumed.
@@ -102,8 +102,8 @@ impl<S: Store> Liangma<S> {
                 Ok(CheckedParty { subject: granted.subject, figures: PartyFigures::Granted(granted) })
             }
             PartyInput::Code(code) => match self.check_offline(code, Some(Purpose::OffsiteLoan)).await? {
-                Checked::Authentic(claims) => {
-                    Ok(CheckedParty { subject: subject_of(&claims), figures: PartyFigures::ToConsume(claims) })
+                Checked::Authentic(code) => {
+                    Ok(CheckedParty { subject: subject_of(&code.claims), figures: PartyFigures::ToConsume(code) })
                 }
                 Checked::Rejected(verification) => {
                     Err(ServiceError::PartyNotValid { party, verdict: verification.verdict, others_consumed: false })
@@ -122,14 +122,15 @@ impl<S: Store> Liangma<S> {
     ) -> Result<Party, ServiceError> {
         let (claims, live) = match checked.figures {
             PartyFigures::Granted(granted) => (granted.claims, granted.live),
-            PartyFigures::ToConsume(claims) => {
-                let verification = self.consume(claims, request_id.map(|id| id.part(party))).await?;
+            PartyFigures::ToConsume(code) => {
+                let claims = code.claims.deposit;
+                let verification = self.consume(code, request_id.map(|id| id.part(party))).await?;
                 let (Verdict::Valid, Some(id)) = (verification.verdict, verification.verification_id) else {
                     let others_consumed = !verification_ids.is_empty();
                     return Err(ServiceError::PartyNotValid { party, verdict: verification.verdict, others_consumed });
                 };
                 verification_ids.push(id);
-                (claims.deposit, verification.live)
+                (claims, verification.live)
             }
         };
         Ok(match live {

@@ -5,6 +5,7 @@
 
 mod error;
 mod issue;
+pub mod link;
 mod loan;
 mod registry;
 mod revoke;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
+use crate::clock::Timestamp;
 use crate::code::CentreCode;
 use crate::code::envelope::MAX_VALID_FOR;
 use crate::issue::Issuer;
@@ -26,6 +28,7 @@ use crate::model::{IdNumber, Subject};
 use crate::render::Renderer;
 use crate::store::{Store, StoreError};
 use crate::trust::TrustList;
+use crate::trust::directory::{DirectoryError, Freshness, SignedTrustList};
 use crate::verify::VerifierPolicy;
 
 pub use error::ServiceError;
@@ -34,7 +37,52 @@ pub use loan::{LoanCommand, LoanOutcome, PartyInput};
 pub use registry::{MAX_NAME_CHARS, MemberStatus, PublishCommand, mask_name};
 pub use revoke::RevokeCommand;
 pub use trust::TrustListSize;
-pub use verify::{CodeInput, Verification, VerifyCommand};
+pub use verify::{CodeInput, ConsumeCommand, Verification, VerifyCommand};
+
+/// The trust list in force: a file's, or the directory's signed list (which can expire).
+#[derive(Debug)]
+pub enum TrustInForce {
+    /// From a trust list file (or the dev setup): no freshness.
+    File(TrustList),
+    /// A signed list from the trust directory.
+    Signed(SignedTrustList),
+}
+
+impl TrustInForce {
+    /// The list, whatever its freshness.
+    pub fn list(&self) -> &TrustList {
+        match self {
+            TrustInForce::File(list) => list,
+            TrustInForce::Signed(signed) => &signed.list,
+        }
+    }
+
+    /// The list, unless it is a signed list past its expiry: then verification fails closed.
+    pub fn usable_at(&self, now: Timestamp) -> Result<&TrustList, ServiceError> {
+        match self {
+            TrustInForce::File(list) => Ok(list),
+            TrustInForce::Signed(signed) => {
+                signed.usable_at(now).map_err(|_| ServiceError::TrustListExpired(signed.issue.expires_at))
+            }
+        }
+    }
+
+    /// The signed list's sequence; `None` for a file's list.
+    pub fn sequence(&self) -> Option<u64> {
+        match self {
+            TrustInForce::File(_) => None,
+            TrustInForce::Signed(signed) => Some(signed.issue.sequence),
+        }
+    }
+
+    /// The signed list's freshness at `now`; `None` for a file's list.
+    pub fn freshness(&self, now: Timestamp) -> Option<Freshness> {
+        match self {
+            TrustInForce::File(_) => None,
+            TrustInForce::Signed(signed) => Some(signed.freshness(now)),
+        }
+    }
+}
 
 /// A member of a centre, as the home centre's systems name them.
 #[derive(Debug, Clone)]
@@ -73,10 +121,11 @@ pub struct ServiceSettings {
 pub struct Liangma<S> {
     store: S,
     clock: Arc<dyn Clock>,
-    trust: RwLock<Arc<TrustList>>,
+    trust: RwLock<Arc<TrustInForce>>,
     issuers: BTreeMap<CentreCode, Issuer>,
     settings: ServiceSettings,
     renderer: Renderer,
+    link: Option<Arc<dyn link::IssuerLink>>,
 }
 
 impl<S> std::fmt::Debug for Liangma<S> {
@@ -91,7 +140,7 @@ impl<S: Store> Liangma<S> {
     pub fn new(
         store: S,
         clock: Arc<dyn Clock>,
-        trust: TrustList,
+        trust: TrustInForce,
         issuers: Vec<Issuer>,
         settings: ServiceSettings,
     ) -> std::io::Result<Self> {
@@ -103,11 +152,49 @@ impl<S: Store> Liangma<S> {
             issuers: issuers.into_iter().map(|issuer| (issuer.centre(), issuer)).collect(),
             settings,
             renderer,
+            link: None,
         })
     }
 
-    fn trust(&self) -> Arc<TrustList> {
+    /// Consumes codes of centres this node does not issue for at their issuers' nodes.
+    pub fn with_link(mut self, link: Arc<dyn link::IssuerLink>) -> Self {
+        self.link = Some(link);
+        self
+    }
+
+    /// The trust list in force.
+    pub fn trust(&self) -> Arc<TrustInForce> {
         Arc::clone(&self.trust.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Puts a verified signed list in force, atomically, if it may replace the one in force
+    /// (never an older sequence); `Ok(false)`: the same list again.
+    pub fn install_signed_list(&self, offered: SignedTrustList) -> Result<bool, DirectoryError> {
+        let mut in_force = self.trust.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = match in_force.as_ref() {
+            TrustInForce::Signed(signed) => Some(signed),
+            TrustInForce::File(_) => None,
+        };
+        if !offered.replaces(current)? {
+            return Ok(false);
+        }
+        *in_force = Arc::new(TrustInForce::Signed(offered));
+        Ok(true)
+    }
+
+    /// The centre this node's counters verify for.
+    pub fn centre(&self) -> CentreCode {
+        self.settings.policy.centre
+    }
+
+    /// Whether this node issues codes for `centre`.
+    pub fn issues_for(&self, centre: CentreCode) -> bool {
+        self.issuers.contains_key(&centre)
+    }
+
+    /// The clock's now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     fn issuer(&self, centre: CentreCode) -> Result<&Issuer, ServiceError> {

@@ -100,11 +100,14 @@ impl<S: Store> Liangma<S> {
     /// What a VALID verification made available to its caller for a while.
     pub(super) async fn granted(&self, verification_id: &str) -> Result<Granted, ServiceError> {
         let named = parse_verification_id(verification_id).ok_or(ServiceError::NotGranted)?;
-        let granted = self
-            .store
-            .lookup_granted(named.subject, named.code_id, &named.grant)
-            .await?
-            .ok_or(ServiceError::NotGranted)?;
+        // A code of a centre issued elsewhere was consumed at its issuer's node: this node
+        // kept that node's answer.
+        let granted = if self.link.is_some() && !self.issues_for(named.subject.centre) {
+            self.store.remote_granted(named.subject, named.code_id, &named.grant).await?
+        } else {
+            self.store.lookup_granted(named.subject, named.code_id, &named.grant).await?
+        };
+        let granted = granted.ok_or(ServiceError::NotGranted)?;
         // Another instance's clock may run a little behind: only the end of the grant matters.
         if self.clock.now().unix() - granted.verified_at.unix() >= LOOKUP_GRANT_SECONDS as i64 {
             return Err(ServiceError::NotGranted);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::store::Store;
 use crate::trust::{TrustList, TrustListError};
 
-use super::{Liangma, ServiceError};
+use super::{Liangma, ServiceError, TrustInForce};
 
 /// The size of a trust list: centres and keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,12 +19,15 @@ pub struct TrustListSize {
 impl<S: Store> Liangma<S> {
     /// The trust list in force, as its JSON file form.
     pub fn trust_list_json(&self) -> String {
-        self.trust().to_json()
+        self.trust().list().to_json()
     }
 
     /// Re-reads the trust list file; on any error the list in force stays.
     pub fn reload_trust_list(&self) -> Result<TrustListSize, ServiceError> {
         let path = self.settings.trust_list_path.as_ref().ok_or(ServiceError::NoTrustListFile)?;
+        if matches!(self.trust().as_ref(), TrustInForce::Signed(_)) {
+            return Err(ServiceError::NoTrustListFile);
+        }
         let list = TrustList::load(path).map_err(|error| {
             // The log names the file; the caller learns what is wrong with the list, never where
             // the server keeps its files.
@@ -38,7 +41,7 @@ impl<S: Store> Liangma<S> {
             centres: list.centres().count(),
             keys: list.centres().map(|centre| centre.keys.len()).sum(),
         };
-        *self.trust.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(list);
+        *self.trust.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(TrustInForce::File(list));
         Ok(size)
     }
 }

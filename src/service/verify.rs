@@ -1,12 +1,15 @@
-//! Verification, steps 1-7: the offline checks, then consumption (a retry of the same request is the same use), the usage record and the live status in one store operation.
+//! Verification, steps 1-7: the offline checks, then consumption (a retry of the same request is the same use), the usage record and the live status in one store operation, here or at the issuer's node.
 
 use crate::code::digits::Digits;
-use crate::code::{Claims, DepositClaims, Purpose};
-use crate::model::{CodeUse, PreviousUse, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome, Verdict};
+use crate::code::{CentreCode, Claims, DepositClaims, Purpose};
+use crate::model::{
+    CodeUse, Granted, PreviousUse, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome, Verdict,
+};
 use crate::store::Store;
 use crate::verify::{Reason, VerifierPolicy, verify_offline};
 
-use super::verification_id::{new_verification_id, verification_id_of};
+use super::link::{LinkError, RemoteUse};
+use super::verification_id::{new_verification_id, parse_verification_id, verification_id_of};
 use super::{LOOKUP_GRANT_SECONDS, Liangma, ServiceError};
 
 /// A code as the counter entered it.
@@ -54,10 +57,28 @@ impl Verification {
     }
 }
 
+/// A code that passed steps 1-5: its claims, and its text for the issuer's node.
+#[derive(Debug, Clone)]
+pub(super) struct AuthenticCode {
+    pub(super) claims: Claims,
+    pub(super) text: String,
+}
+
+/// A code another centre's node asks this node (its issuer) to consume.
+#[derive(Debug, Clone)]
+pub struct ConsumeCommand {
+    /// The code text as the other node's counter scanned it.
+    pub text: String,
+    /// The centre whose counter verified, as the caller's certificate names it.
+    pub verifying_centre: CentreCode,
+    /// The other node's idempotency key.
+    pub request_id: RequestId,
+}
+
 /// What steps 1-5 found.
 pub(super) enum Checked {
     /// Authentic and acceptable here and now: ready to consume.
-    Authentic(Claims),
+    Authentic(AuthenticCode),
     /// The final answer (already in the usage record if the code was authentic).
     Rejected(Verification),
 }
@@ -86,7 +107,24 @@ impl<S: Store> Liangma<S> {
     /// lost answer gets the original VALID again.
     pub async fn verify(&self, command: VerifyCommand) -> Result<Verification, ServiceError> {
         match self.check_offline(command.code, command.purpose).await? {
-            Checked::Authentic(claims) => self.consume(claims, command.request_id).await,
+            Checked::Authentic(code) => self.consume(code, command.request_id).await,
+            Checked::Rejected(verification) => Ok(verification),
+        }
+    }
+
+    /// Steps 1-7 at the issuer's node for another centre's counter: the same offline checks
+    /// (with the verifying centre as audience), then consumption recorded against that centre.
+    pub async fn consume_for(&self, command: ConsumeCommand) -> Result<Verification, ServiceError> {
+        let policy = VerifierPolicy {
+            centre: command.verifying_centre,
+            purposes: Purpose::ALL.to_vec(),
+            clock_skew_seconds: self.settings.policy.clock_skew_seconds,
+        };
+        match self.check_text(command.text, &policy).await? {
+            Checked::Authentic(code) => {
+                self.issuer(code.claims.issuer)?;
+                self.consume_here(code.claims, command.verifying_centre, Some(command.request_id)).await
+            }
             Checked::Rejected(verification) => Ok(verification),
         }
     }
@@ -125,9 +163,14 @@ impl<S: Store> Liangma<S> {
                 },
             },
         };
+        self.check_text(text, policy).await
+    }
+
+    async fn check_text(&self, text: String, policy: &VerifierPolicy) -> Result<Checked, ServiceError> {
         let now = self.clock.now();
-        match verify_offline(&text, &self.trust(), policy, now) {
-            Ok(claims) => Ok(Checked::Authentic(claims)),
+        let trust = self.trust();
+        match verify_offline(&text, trust.usable_at(now)?, policy, now) {
+            Ok(claims) => Ok(Checked::Authentic(AuthenticCode { claims, text })),
             Err(rejection) => {
                 let claims = rejection.authentic_claims.map(|claims| *claims);
                 if let Some(claims) = &claims {
@@ -147,10 +190,86 @@ impl<S: Store> Liangma<S> {
         }
     }
 
-    /// Steps 6-7 for claims that passed steps 1-5.
+    /// Steps 6-7 for a code that passed steps 1-5: here if this node issues for its centre (or
+    /// follows no directory), else at the issuer's node.
     pub(super) async fn consume(
         &self,
+        code: AuthenticCode,
+        request_id: Option<RequestId>,
+    ) -> Result<Verification, ServiceError> {
+        match &self.link {
+            Some(link) if !self.issuers.contains_key(&code.claims.issuer) => {
+                self.consume_remote(link.as_ref(), code, request_id).await
+            }
+            _ => self.consume_here(code.claims, self.settings.policy.centre, request_id).await,
+        }
+    }
+
+    async fn consume_remote(
+        &self,
+        link: &dyn super::link::IssuerLink,
+        code: AuthenticCode,
+        request_id: Option<RequestId>,
+    ) -> Result<Verification, ServiceError> {
+        let claims = code.claims;
+        let issuer = claims.issuer;
+        let unreachable =
+            |detail: String| Verification::rejected(Verdict::IssuerUnreachable, Some(detail), Some(claims));
+        let Some(node) = self.trust().list().centre(issuer).and_then(|centre| centre.node.clone()) else {
+            return Ok(unreachable(format!(
+                "the trust list names no node for home centre {issuer}: the code is authentic but was NOT consumed; \
+                 do not accept it"
+            )));
+        };
+        let request_id = match request_id {
+            Some(id) => id,
+            None => RequestId::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?,
+        };
+        let code_use = RemoteUse { text: code.text, verifying_centre: self.settings.policy.centre, request_id };
+        let answer = match link.consume_at_issuer(issuer, &node, code_use).await {
+            Ok(answer) => answer,
+            Err(error @ (LinkError::Unreachable { .. } | LinkError::Refused { .. })) => {
+                tracing::warn!(%error, "consumption at the issuer's node failed");
+                return Ok(unreachable(format!(
+                    "home centre {issuer} unreachable: the code is authentic but was NOT consumed; do not accept it, \
+                     retry shortly with the same request id"
+                )));
+            }
+        };
+        let mut verification = Verification::rejected(answer.verdict, answer.detail, Some(claims));
+        verification.previous_use = answer.previous_use;
+        if answer.verdict == Verdict::Valid {
+            let named = answer
+                .verification_id
+                .as_deref()
+                .and_then(parse_verification_id)
+                .filter(|named| named.subject == subject_of(&claims) && named.code_id == claims.code_id);
+            let Some(named) = named else {
+                return Err(ServiceError::Internal(format!(
+                    "node of centre {issuer} answered VALID without a usable verification id"
+                )));
+            };
+            let granted = Granted {
+                subject: named.subject,
+                verified_at: self.clock.now(),
+                claims: claims.deposit,
+                live: answer.live.clone(),
+            };
+            self.store.put_remote_grant(claims.code_id, &named.grant, &granted, LOOKUP_GRANT_SECONDS).await?;
+            verification.differences =
+                answer.live.as_ref().map(|live| differences(&claims.deposit, &live.status)).unwrap_or_default();
+            verification.live = answer.live;
+            verification.verification_id = answer.verification_id;
+        }
+        Ok(verification)
+    }
+
+    /// Steps 6-7 in this node's store, recorded against `centre` (this node's own, or the
+    /// centre of another node that asked).
+    async fn consume_here(
+        &self,
         claims: Claims,
+        centre: CentreCode,
         request_id: Option<RequestId>,
     ) -> Result<Verification, ServiceError> {
         let now = self.clock.now();
@@ -161,7 +280,7 @@ impl<S: Store> Liangma<S> {
         let code_use = CodeUse {
             subject,
             code_id: claims.code_id,
-            centre: self.settings.policy.centre,
+            centre,
             request_id,
             purpose: claims.purpose,
             at: now,

@@ -19,6 +19,7 @@ struct State {
     issued: HashMap<(Subject, CodeId), Timestamp>,
     usage: HashMap<Subject, Usage>,
     digits: HashMap<String, (String, Timestamp)>,
+    remote_grants: HashMap<(Subject, CodeId), (String, Granted, Timestamp)>,
     writes_since_sweep: u32,
 }
 
@@ -54,6 +55,7 @@ impl State {
         self.revoked.retain(|_, until| now < *until);
         self.issued.retain(|_, until| now < *until);
         self.digits.retain(|_, (_, until)| now < *until);
+        self.remote_grants.retain(|_, (_, _, until)| now < *until);
     }
 }
 
@@ -232,6 +234,36 @@ impl CodeStore for MemoryStore {
         }
         state.digits.insert(issued.digits.to_owned(), (issued.text.to_owned(), until));
         Ok(true)
+    }
+
+    async fn put_remote_grant(
+        &self,
+        code_id: CodeId,
+        grant: &str,
+        granted: &Granted,
+        ttl_seconds: u64,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let until = self.deadline(ttl_seconds);
+        let mut state = self.state();
+        state.note_write(now);
+        state.remote_grants.insert((granted.subject, code_id), (grant.to_owned(), granted.clone(), until));
+        Ok(())
+    }
+
+    async fn remote_granted(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        grant: &str,
+    ) -> Result<Option<Granted>, StoreError> {
+        let now = self.clock.now();
+        let state = self.state();
+        Ok(state
+            .remote_grants
+            .get(&(subject, code_id))
+            .filter(|(stored, _, until)| now < *until && super::same_secret(stored, grant))
+            .map(|(_, granted, _)| granted.clone()))
     }
 
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {

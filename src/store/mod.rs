@@ -109,6 +109,25 @@ pub trait CodeStore: Send + Sync + 'static {
         ttl_seconds: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Caches what the issuer's node answered when it consumed a code for this node (the
+    /// member's record lives in that node's store), for lookups by the verification id; lives
+    /// `ttl_seconds`. A later answer for the same code replaces it.
+    fn put_remote_grant(
+        &self,
+        code_id: CodeId,
+        grant: &str,
+        granted: &Granted,
+        ttl_seconds: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The cached answer of [`CodeStore::put_remote_grant`], if `grant` matches.
+    fn remote_granted(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        grant: &str,
+    ) -> impl Future<Output = Result<Option<Granted>, StoreError>> + Send;
+
     /// The code text for live digits.
     fn resolve_digits(&self, digits: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }

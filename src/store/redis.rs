@@ -437,6 +437,47 @@ impl CodeStore for RedisStore {
         Ok(stored.is_some())
     }
 
+    async fn put_remote_grant(
+        &self,
+        code_id: CodeId,
+        grant: &str,
+        granted: &Granted,
+        ttl_seconds: u64,
+    ) -> Result<(), StoreError> {
+        let live = granted.live.as_ref().map(encode_record).unwrap_or_default();
+        let stored = format!(
+            "{grant}|{}|{}|{}|{live}",
+            granted.verified_at.unix(),
+            StoredStatus(&granted.claims),
+            u8::from(granted.live.is_some())
+        );
+        let mut connection = self.connection.clone();
+        let key = self.subject_key(granted.subject, format_args!("remote:{code_id}"));
+        self.bounded(connection.set_ex::<_, _, ()>(key, stored, ttl_seconds.max(1))).await
+    }
+
+    async fn remote_granted(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        grant: &str,
+    ) -> Result<Option<Granted>, StoreError> {
+        let mut connection = self.connection.clone();
+        let key = self.subject_key(subject, format_args!("remote:{code_id}"));
+        let stored: Option<String> = self.bounded(connection.get(key)).await?;
+        let Some(stored) = stored else { return Ok(None) };
+        // grant, verified at, the seven status fields, whether a record follows, the record.
+        let mut fields = Fields::new(&stored, 11, "remote grant");
+        if !super::same_secret(fields.text()?, grant) {
+            return Ok(None);
+        }
+        let verified_at = Timestamp::from_unix(fields.parsed()?);
+        let claims = fields.status()?;
+        let has_live: u8 = fields.parsed()?;
+        let live = if has_live == 1 { decode_record(Some(fields.text()?.to_owned()))? } else { None };
+        Ok(Some(Granted { subject, verified_at, claims, live }))
+    }
+
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {
         let mut connection = self.connection.clone();
         self.bounded(connection.get(self.digits_key(digits))).await

@@ -3,5 +3,6 @@
 mod fixtures;
 mod redis_server;
 
+pub mod pki;
 pub use fixtures::*;
 pub use redis_server::{Monitor, RedisServer, info_field};

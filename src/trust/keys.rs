@@ -187,7 +187,7 @@ fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
 /// Refuses a secret file others can read or write, or its group can write; warns when its
 /// group can read it (a deliberate `root:liangma 0640` setup is common).
 #[cfg(unix)]
-fn check_protected(path: &Path) -> Result<(), KeyFileError> {
+pub fn check_protected(path: &Path) -> Result<(), KeyFileError> {
     use std::os::unix::fs::PermissionsExt;
     let mode =
         std::fs::metadata(path).map_err(|source| KeyFileError::Io { path: path.into(), source })?.permissions().mode()
@@ -202,7 +202,7 @@ fn check_protected(path: &Path) -> Result<(), KeyFileError> {
 }
 
 #[cfg(not(unix))]
-fn check_protected(_path: &Path) -> Result<(), KeyFileError> {
+pub fn check_protected(_path: &Path) -> Result<(), KeyFileError> {
     Ok(())
 }
 

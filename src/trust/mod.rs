@@ -60,6 +60,8 @@ pub struct Centre {
     pub name: String,
     /// Keys in the order published.
     pub keys: Vec<TrustedKey>,
+    /// Where the centre's liangma node answers other nodes (`https://host:port`), if it has one.
+    pub node: Option<String>,
 }
 
 impl Centre {
@@ -116,6 +118,8 @@ struct RawCentre {
     code: String,
     name: String,
     keys: Vec<RawKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,7 +167,10 @@ impl TrustList {
             if list.centres.contains_key(&code) {
                 return Err(invalid(format!("{at}.code"), format!("centre {code} is listed twice")));
             }
-            let mut centre = Centre { code, name: raw_centre.name, keys: Vec::new() };
+            if let Some(node) = &raw_centre.node {
+                check_node_address(node).map_err(|problem| invalid(format!("{at}.node"), problem))?;
+            }
+            let mut centre = Centre { code, name: raw_centre.name, keys: Vec::new(), node: raw_centre.node };
             for (key_index, raw_key) in raw_centre.keys.into_iter().enumerate() {
                 let key = parse_key(&format!("{at}.keys[{key_index}]"), raw_key)?;
                 if centre.key(key.key_id).is_some() {
@@ -203,6 +210,7 @@ impl TrustList {
                             status: key.status,
                         })
                         .collect(),
+                    node: centre.node.clone(),
                 })
                 .collect(),
         }
@@ -258,7 +266,7 @@ impl TrustList {
                 centre
             }
             (None, Some(name)) => {
-                self.centres.entry(code).or_insert(Centre { code, name: name.to_owned(), keys: Vec::new() })
+                self.centres.entry(code).or_insert(Centre { code, name: name.to_owned(), keys: Vec::new(), node: None })
             }
             (None, None) => return Err(invalid("name", format!("centre {code} is new: give its name"))),
         };
@@ -289,6 +297,17 @@ impl TrustList {
         Ok(key_id)
     }
 
+    /// Sets where the centre's node answers other nodes.
+    pub fn set_node(&mut self, code: CentreCode, address: &str) -> Result<(), TrustListError> {
+        check_node_address(address).map_err(|problem| invalid("node", problem))?;
+        let centre = self
+            .centres
+            .get_mut(&code)
+            .ok_or_else(|| invalid("centre", format!("centre {code} is not in the trust list")))?;
+        centre.node = Some(address.to_owned());
+        Ok(())
+    }
+
     /// Revokes a key: every code it ever signed fails verification from now on.
     pub fn revoke(&mut self, code: CentreCode, key_id: KeyId) -> Result<(), TrustListError> {
         let key = self
@@ -299,6 +318,19 @@ impl TrustList {
         key.status = KeyStatus::Revoked;
         Ok(())
     }
+}
+
+/// Checks a node address: `https://` then a host and a port, nothing after.
+pub fn check_node_address(address: &str) -> Result<(), String> {
+    let authority = address.strip_prefix("https://").ok_or("must start with https://")?;
+    let (host, port) = authority.rsplit_once(':').ok_or("must name a port: https://host:port")?;
+    let host_ok = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        && host.len() <= 253;
+    if !host_ok || port.parse::<u16>().map_or(true, |port| port == 0) {
+        return Err(format!("`{address}` is not https://host:port"));
+    }
+    Ok(())
 }
 
 fn checked_key(

@@ -5,6 +5,7 @@
 mod cli;
 mod deploy;
 mod directory_vectors;
+mod federation;
 mod harness;
 mod limits;
 mod loan;

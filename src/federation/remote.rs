@@ -1,0 +1,146 @@
+//! Consumption at the issuer's node over mutual TLS: one lazily connected channel per node, a time limit per call, and a circuit breaker per centre so that a dead node costs no counter a wait.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::code::CentreCode;
+use crate::pb::v1 as pb;
+use crate::service::link::{IssuerLink, LinkError, LinkFuture, RemoteAnswer, RemoteUse};
+
+use super::TlsMaterial;
+
+/// When to stop calling a failing node for a while.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerSettings {
+    /// Failures in a row that open the breaker.
+    pub failures: u32,
+    /// How long it stays open before one call may try again.
+    pub open_for: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures_in_a_row: u32,
+    open_until: Option<Instant>,
+}
+
+/// The gRPC link to issuers' nodes.
+pub struct GrpcLink {
+    tls: TlsMaterial,
+    timeout: Duration,
+    breaker: BreakerSettings,
+    channels: Mutex<HashMap<String, Channel>>,
+    breakers: Mutex<HashMap<CentreCode, Breaker>>,
+}
+
+impl std::fmt::Debug for GrpcLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcLink")
+            .field("timeout", &self.timeout)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcLink {
+    /// A link presenting this node's certificate, waiting at most `timeout` for each answer.
+    pub fn new(tls: TlsMaterial, timeout: Duration, breaker: BreakerSettings) -> Self {
+        Self { tls, timeout, breaker, channels: Mutex::default(), breakers: Mutex::default() }
+    }
+
+    fn channel(&self, node: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(node) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(node.to_owned())
+            .and_then(|endpoint| endpoint.tls_config(self.tls.client_config()))
+            .map_err(|e| format!("node address {node}: {e}"))?
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(node.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// `Err` with the time left while the centre's breaker is open.
+    fn admit(&self, centre: CentreCode) -> Result<(), Duration> {
+        let breakers = self.breakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match breakers.get(&centre).and_then(|breaker| breaker.open_until) {
+            Some(until) if Instant::now() < until => Err(until - Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&self, centre: CentreCode, succeeded: bool) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let breaker = breakers.entry(centre).or_default();
+        if succeeded {
+            *breaker = Breaker::default();
+            return;
+        }
+        breaker.failures_in_a_row = breaker.failures_in_a_row.saturating_add(1);
+        if breaker.failures_in_a_row >= self.breaker.failures {
+            // Open again after every failed trial call, so a dead node is tried once per period.
+            breaker.open_until = Some(Instant::now() + self.breaker.open_for);
+            tracing::warn!(%centre, failures = breaker.failures_in_a_row, open_secs = self.breaker.open_for.as_secs(),
+                "node of centre unreachable; not calling it for a while");
+        }
+    }
+
+    async fn call(&self, issuer: CentreCode, node: &str, code_use: RemoteUse) -> Result<RemoteAnswer, LinkError> {
+        let unreachable = |cause: String| LinkError::Unreachable { centre: issuer, cause };
+        if let Err(left) = self.admit(issuer) {
+            return Err(unreachable(format!("failing; next try in {} ms", left.as_millis())));
+        }
+        let channel = self.channel(node).map_err(unreachable)?;
+        let mut client = pb::node_service_client::NodeServiceClient::new(channel);
+        let mut request = tonic::Request::new(pb::ConsumeCodeRequest {
+            text: code_use.text,
+            verifying_centre: code_use.verifying_centre.to_string(),
+            request_id: code_use.request_id.as_str().to_owned(),
+        });
+        request.set_timeout(self.timeout);
+        let answered = tokio::time::timeout(self.timeout, client.consume_code(request)).await;
+        let response = match answered {
+            Err(_) => Err(tonic::Status::deadline_exceeded("no answer in time")),
+            Ok(result) => result,
+        };
+        match response {
+            Ok(response) => {
+                self.record(issuer, true);
+                RemoteAnswer::try_from(response.into_inner()).map_err(|problem| LinkError::Refused {
+                    centre: issuer,
+                    cause: format!("unreadable answer: {problem}"),
+                })
+            }
+            Err(status) => {
+                let cause = format!("{:?}: {}", status.code(), status.message());
+                let transient = matches!(
+                    status.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::DeadlineExceeded
+                        | tonic::Code::Cancelled
+                        | tonic::Code::Unknown
+                );
+                self.record(issuer, !transient);
+                Err(if transient { unreachable(cause) } else { LinkError::Refused { centre: issuer, cause } })
+            }
+        }
+    }
+}
+
+impl IssuerLink for GrpcLink {
+    fn consume_at_issuer<'a>(
+        &'a self,
+        issuer: CentreCode,
+        node: &'a str,
+        code_use: RemoteUse,
+    ) -> LinkFuture<'a, Result<RemoteAnswer, LinkError>> {
+        Box::pin(self.call(issuer, node, code_use))
+    }
+}

@@ -1,0 +1,464 @@
+//! A network of real processes over mutual TLS: a trust directory and three centre nodes
+//! (Jiaozuo 410800 issues, Hangzhou 330100 and Beijing 110000 verify), each node with its own
+//! redis-server. One scenario, so that the processes start once.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use liangma::code::CentreCode;
+use liangma::federation::directory::rotation_message;
+use liangma::federation::identity::{Grant, Role};
+use liangma::pb::v1 as pb;
+use liangma::testkit::RedisServer;
+use liangma::testkit::pki::TestCa;
+use liangma::trust::{CentreKey, SubjectSecret, TrustList};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::harness::ZHANG_WEI;
+
+const JIAOZUO: u32 = 410800;
+const HANGZHOU: u32 = 330100;
+const BEIJING: u32 = 110000;
+/// The nodes fetch the directory's list this often in this test (the default is 15 s).
+const REFRESH: Duration = Duration::from_secs(1);
+/// How long a node waits for another node (the default).
+const REMOTE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+fn centre(code: u32) -> CentreCode {
+    CentreCode::new(code).unwrap()
+}
+
+fn grant(code: u32, role: Role) -> Grant {
+    Grant { centre: centre(code), role }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_secret(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A `liangma serve` process with its configuration file.
+struct Process {
+    child: Option<Child>,
+    config: PathBuf,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(dir: &Path, name: &str, port: u16, config: &str) -> Self {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let mut process = Self { child: None, config: path, port, log: dir.join(format!("{name}.log")) };
+        process.spawn();
+        process
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_liangma"))
+            .arg("serve")
+            .env_clear()
+            .env("LIANGMA_CONFIG", &self.config)
+            .env("LIANGMA_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "{} exited with {status}:\n{}",
+                    self.config.display(),
+                    std::fs::read_to_string(&self.log).unwrap()
+                );
+            }
+            assert!(Instant::now() < deadline, "{} did not start", self.config.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A client channel to `url` presenting a certificate with `grants` (none: no certificate).
+fn channel(ca: &TestCa, url: &str, grants: Option<&[Grant]>, national_operator: bool) -> Channel {
+    let tls = match grants {
+        Some(grants) => ca.material(grants, national_operator).client_config(),
+        None => tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca.certificate())),
+    };
+    Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect_lazy()
+}
+
+fn verifier(channel: Channel) -> pb::verifier_service_client::VerifierServiceClient<Channel> {
+    pb::verifier_service_client::VerifierServiceClient::new(channel)
+}
+
+fn verify_request(text: &str, request_id: &str) -> pb::VerifyCodeRequest {
+    pb::VerifyCodeRequest {
+        code: Some(pb::verify_code_request::Code::Text(text.to_owned())),
+        request_id: request_id.to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn signed_sequence(channel: Channel) -> (u64, String) {
+    let answer = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(channel)
+        .get_trust_list(pb::GetTrustListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    (answer.sequence, answer.trust_list_json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let ca = TestCa::new("liangma test national CA");
+    std::fs::write(path("ca.pem"), ca.certificate()).unwrap();
+
+    // Keys: the directory's, and each centre's signing key.
+    let directory_key = CentreKey::generate().unwrap();
+    directory_key.write_pem_file(&path("directory.pem")).unwrap();
+    let jiaozuo_key = CentreKey::generate().unwrap();
+    jiaozuo_key.write_pem_file(&path("jiaozuo.pem")).unwrap();
+    SubjectSecret::generate().unwrap().write_file(&path("jiaozuo-subject.key")).unwrap();
+
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let (directory_port, jiaozuo_port, hangzhou_port, beijing_port) = (ports[0], ports[1], ports[2], ports[3]);
+    let now = liangma::clock::Timestamp::from_unix(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64,
+    );
+    let mut initial = TrustList::new();
+    for (code, name, key, port) in [
+        (JIAOZUO, "焦作市住房公积金管理中心", jiaozuo_key.verifying_key(), jiaozuo_port),
+        (HANGZHOU, "杭州住房公积金管理中心", CentreKey::generate().unwrap().verifying_key(), hangzhou_port),
+        (BEIJING, "北京住房公积金管理中心", CentreKey::generate().unwrap().verifying_key(), beijing_port),
+    ] {
+        initial.add_key(centre(code), Some(name), key, now.plus(-86_400), now.plus(365 * 86_400)).unwrap();
+        initial.set_node(centre(code), &format!("https://127.0.0.1:{port}")).unwrap();
+    }
+    initial.save(&path("initial-trust.json")).unwrap();
+
+    let tls_files = |name: &str, grants: &[Grant]| {
+        let issued = ca.issue(grants, false);
+        std::fs::write(path(&format!("{name}.crt")), &issued.certificate).unwrap();
+        write_secret(&path(&format!("{name}.key")), &issued.private_key);
+        format!(
+            "[tls]\ncertificate = \"{0}/{name}.crt\"\nprivate_key = \"{0}/{name}.key\"\nca = \"{0}/ca.pem\"\n",
+            dir.path().display()
+        )
+    };
+    let directory = Process::start(
+        dir.path(),
+        "directory",
+        directory_port,
+        &format!(
+            "listen = \"127.0.0.1:{directory_port}\"\ndata_dir = \"{0}/directory-data\"\n{1}\n[directory]\n\
+             signing_key = \"{0}/directory.pem\"\nstate = \"{0}/directory-state.json\"\n\
+             initial_trust_list = \"{0}/initial-trust.json\"\nnext_update_secs = 60\nvalidity_secs = 3600\n",
+            dir.path().display(),
+            tls_files("directory", &[]),
+        ),
+    );
+    let directory_hex = hex::encode(directory_key.verifying_key().as_bytes());
+    let redis: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let node_config = |name: &str, code: u32, port: u16, redis: &RedisServer, issuer: bool| {
+        let issuers = if issuer {
+            format!(
+                "[[issuers]]\ncentre = \"{code}\"\nsigning_key = \"{0}/{name}.pem\"\nsubject_secret = \"{0}/{name}-subject.key\"\n",
+                dir.path().display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ncentre = \"{code}\"\ndata_dir = \"{0}/{name}-data\"\nsample_members = false\n\
+             {issuers}{tls}[store]\nbackend = \"redis\"\nredis_url = \"{redis}\"\n[federation]\n\
+             directory_url = \"https://127.0.0.1:{directory_port}\"\ndirectory_public_key = \"{directory_hex}\"\n\
+             refresh_interval_secs = {refresh}\nremote_timeout_ms = {timeout}\nbreaker_failures = 2\nbreaker_open_secs = 1\n",
+            dir.path().display(),
+            tls = tls_files(name, &[grant(code, Role::Node)]),
+            redis = redis.url(),
+            refresh = REFRESH.as_secs(),
+            timeout = REMOTE_TIMEOUT.as_millis(),
+        )
+    };
+    let mut jiaozuo = Process::start(
+        dir.path(),
+        "jiaozuo",
+        jiaozuo_port,
+        &node_config("jiaozuo", JIAOZUO, jiaozuo_port, &redis[0], true),
+    );
+    let hangzhou = Process::start(
+        dir.path(),
+        "hangzhou",
+        hangzhou_port,
+        &node_config("hangzhou", HANGZHOU, hangzhou_port, &redis[1], false),
+    );
+    let beijing = Process::start(
+        dir.path(),
+        "beijing",
+        beijing_port,
+        &node_config("beijing", BEIJING, beijing_port, &redis[2], false),
+    );
+
+    // Jiaozuo's core system publishes its member and issues codes.
+    let jiaozuo_core = channel(&ca, &jiaozuo.url(), Some(&[grant(JIAOZUO, Role::Core)]), false);
+    pb::registry_service_client::RegistryServiceClient::new(jiaozuo_core.clone())
+        .publish_statuses(pb::PublishStatusesRequest {
+            centre: JIAOZUO.to_string(),
+            records: vec![pb::MemberStatus {
+                id_number: ZHANG_WEI.into(),
+                name: "张伟".into(),
+                status: Some(pb::DepositStatus {
+                    account_status: pb::AccountStatus::Normal.into(),
+                    balance_fen: 2_000_000,
+                    monthly_deposit_fen: 150_000,
+                    continuous_months: 30,
+                    loan_state: pb::LoanState::None.into(),
+                    loans_used: 0,
+                    registry_version: 1,
+                }),
+            }],
+        })
+        .await
+        .unwrap();
+    let mut issuer = pb::issuer_service_client::IssuerServiceClient::new(jiaozuo_core.clone());
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let issued = issuer
+            .issue_code(pb::IssueCodeRequest {
+                issuer_centre: JIAOZUO.to_string(),
+                id_number: ZHANG_WEI.into(),
+                purpose: pb::Purpose::OffsiteLoan.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        codes.push(issued.text);
+    }
+
+    // Hangzhou's counter: VALID with Jiaozuo's live status, consumed at Jiaozuo.
+    let hangzhou_counter = channel(&ca, &hangzhou.url(), Some(&[grant(HANGZHOU, Role::Counter)]), false);
+    let first =
+        verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[0], "hz-1")).await.unwrap().into_inner();
+    assert_eq!(first.verdict(), pb::Verdict::Valid, "{first:?}");
+    let live = first.live.clone().unwrap();
+    assert!(live.found && live.masked_name == "张*", "{live:?}");
+    assert_eq!(live.status.unwrap().balance_fen, 2_000_000);
+    // The answer was lost: the same counter retries with the same request id.
+    let retried =
+        verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[0], "hz-1")).await.unwrap().into_inner();
+    assert_eq!((retried.verdict(), &retried.verification_id), (pb::Verdict::Valid, &first.verification_id));
+    // Beijing sees the code used, by Hangzhou.
+    let beijing_counter = channel(&ca, &beijing.url(), Some(&[grant(BEIJING, Role::Counter)]), false);
+    let reused =
+        verifier(beijing_counter.clone()).verify_code(verify_request(&codes[0], "bj-1")).await.unwrap().into_inner();
+    assert_eq!(reused.verdict(), pb::Verdict::AlreadyUsed);
+    assert_eq!(reused.previous_use.unwrap().centre, HANGZHOU.to_string());
+    // The member's usage record at home shows both, once each.
+    let usage = pb::usage_record_service_client::UsageRecordServiceClient::new(jiaozuo_core.clone())
+        .list_usage(pb::ListUsageRequest { issuer_centre: JIAOZUO.to_string(), id_number: ZHANG_WEI.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let seen: Vec<(String, pb::Verdict, u32)> =
+        usage.iter().map(|entry| (entry.centre.clone(), entry.result(), entry.count)).collect();
+    assert!(seen.contains(&(HANGZHOU.to_string(), pb::Verdict::Valid, 1)), "{seen:?}");
+    assert!(seen.contains(&(BEIJING.to_string(), pb::Verdict::AlreadyUsed, 1)), "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // Every call has a known caller with the right role.
+    let refused = |result: Result<tonic::Response<pb::VerifyCodeResponse>, tonic::Status>| {
+        result.map(|response| response.into_inner().verdict()).unwrap_err().code()
+    };
+    let anonymous = channel(&ca, &hangzhou.url(), None, false);
+    assert_eq!(
+        refused(verifier(anonymous).verify_code(verify_request(&codes[1], "x")).await),
+        tonic::Code::Unauthenticated
+    );
+    let stranger_ca = TestCa::new("someone else's CA");
+    let stranger = Endpoint::from_shared(hangzhou.url())
+        .unwrap()
+        .tls_config(
+            stranger_ca
+                .material(&[grant(HANGZHOU, Role::Counter)], false)
+                .client_config()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca.certificate())),
+        )
+        .unwrap()
+        .connect_lazy();
+    assert!(
+        verifier(stranger).verify_code(verify_request(&codes[1], "x")).await.is_err(),
+        "a foreign CA's client is refused"
+    );
+    let other_centre = channel(&ca, &hangzhou.url(), Some(&[grant(BEIJING, Role::Counter)]), false);
+    assert_eq!(
+        refused(verifier(other_centre).verify_code(verify_request(&codes[1], "x")).await),
+        tonic::Code::PermissionDenied
+    );
+    let wrong_role = channel(&ca, &hangzhou.url(), Some(&[grant(HANGZHOU, Role::Core)]), false);
+    assert_eq!(
+        refused(verifier(wrong_role.clone()).verify_code(verify_request(&codes[1], "x")).await),
+        tonic::Code::PermissionDenied
+    );
+    let publish_for_another = pb::registry_service_client::RegistryServiceClient::new(channel(
+        &ca,
+        &jiaozuo.url(),
+        Some(&[grant(HANGZHOU, Role::Core)]),
+        false,
+    ))
+    .publish_statuses(pb::PublishStatusesRequest { centre: JIAOZUO.to_string(), records: Vec::new() })
+    .await;
+    assert_eq!(publish_for_another.unwrap_err().code(), tonic::Code::PermissionDenied);
+    // A node may consume only in the name of the centre its certificate names.
+    let impostor = pb::node_service_client::NodeServiceClient::new(channel(
+        &ca,
+        &jiaozuo.url(),
+        Some(&[grant(HANGZHOU, Role::Node)]),
+        false,
+    ))
+    .consume_code(pb::ConsumeCodeRequest {
+        text: codes[1].clone(),
+        verifying_centre: BEIJING.to_string(),
+        request_id: "impostor".into(),
+    })
+    .await;
+    assert_eq!(impostor.unwrap_err().code(), tonic::Code::PermissionDenied);
+
+    // The issuer's node goes down: a bounded, explicit answer, and nothing consumed.
+    jiaozuo.kill();
+    let lookup_cached = pb::registry_service_client::RegistryServiceClient::new(hangzhou_counter.clone())
+        .lookup_status(pb::LookupStatusRequest { verification_id: first.verification_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(lookup_cached.live.unwrap().found, "the lookup is answered from Hangzhou's own store");
+    let started = Instant::now();
+    let down =
+        verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[1], "hz-2")).await.unwrap().into_inner();
+    let waited = started.elapsed();
+    assert_eq!(down.verdict(), pb::Verdict::IssuerUnreachable, "{down:?}");
+    assert!(down.detail.contains("NOT consumed") && down.claims.is_some(), "{down:?}");
+    assert!(waited < REMOTE_TIMEOUT + Duration::from_millis(1500), "answered after {waited:?}");
+    // The breaker opens: further counters are answered at once instead of waiting again.
+    let _ = verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[1], "hz-2")).await.unwrap();
+    let started = Instant::now();
+    let fast =
+        verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[1], "hz-2")).await.unwrap().into_inner();
+    assert_eq!(fast.verdict(), pb::Verdict::IssuerUnreachable);
+    assert!(started.elapsed() < Duration::from_millis(300), "breaker open: {:?}", started.elapsed());
+    // Back up: the same request now consumes the code, without restarting anyone else.
+    jiaozuo.spawn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = verifier(hangzhou_counter.clone())
+            .verify_code(verify_request(&codes[1], "hz-2"))
+            .await
+            .unwrap()
+            .into_inner();
+        if answer.verdict() == pb::Verdict::Valid {
+            break;
+        }
+        assert_eq!(answer.verdict(), pb::Verdict::IssuerUnreachable);
+        assert!(Instant::now() < deadline, "Hangzhou never reached the restarted Jiaozuo node");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Rotation through the directory: codes of the previous key keep verifying.
+    let jiaozuo_operator = channel(&ca, &directory.url(), Some(&[grant(JIAOZUO, Role::Operator)]), false);
+    let mut changes = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(jiaozuo_operator);
+    let new_key = CentreKey::generate().unwrap();
+    let rotation = rotation_message(centre(JIAOZUO), &new_key.verifying_key());
+    let rotated = changes
+        .submit_key_change(pb::SubmitKeyChangeRequest {
+            centre: JIAOZUO.to_string(),
+            change: Some(pb::submit_key_change_request::Change::Rotate(pb::RotateKey {
+                new_public_key: new_key.verifying_key().as_bytes().to_vec(),
+                current_key_id: jiaozuo_key.key_id().to_string(),
+                signature: jiaozuo_key.sign(&rotation).to_bytes().to_vec(),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // A rotation signed by anyone but the current key is refused.
+    let forged = changes
+        .submit_key_change(pb::SubmitKeyChangeRequest {
+            centre: JIAOZUO.to_string(),
+            change: Some(pb::submit_key_change_request::Change::Rotate(pb::RotateKey {
+                new_public_key: CentreKey::generate().unwrap().verifying_key().as_bytes().to_vec(),
+                current_key_id: new_key.key_id().to_string(),
+                signature: new_key.sign(&rotation).to_bytes().to_vec(),
+            })),
+        })
+        .await;
+    assert_eq!(forged.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    let deadline = Instant::now() + REFRESH * 5;
+    while signed_sequence(hangzhou_counter.clone()).await.0 < rotated.sequence {
+        assert!(Instant::now() < deadline, "the rotation did not reach Hangzhou");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let old_key_code =
+        verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[2], "hz-3")).await.unwrap().into_inner();
+    assert_eq!(old_key_code.verdict(), pb::Verdict::Valid, "{old_key_code:?}");
+
+    // Revocation: refused by every node within one refresh interval (plus one fetch).
+    let revoked = changes
+        .submit_key_change(pb::SubmitKeyChangeRequest {
+            centre: JIAOZUO.to_string(),
+            change: Some(pb::submit_key_change_request::Change::Revoke(pb::RevokeKey {
+                key_id: jiaozuo_key.key_id().to_string(),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = Instant::now();
+    for counter in [hangzhou_counter.clone(), beijing_counter.clone()] {
+        while signed_sequence(counter.clone()).await.0 < revoked.sequence {
+            assert!(started.elapsed() < REFRESH * 10, "the revocation did not propagate");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let propagation = started.elapsed();
+    assert!(propagation <= REFRESH + Duration::from_millis(1000), "revocation took {propagation:?}");
+    let refused_now =
+        verifier(beijing_counter.clone()).verify_code(verify_request(&codes[3], "bj-2")).await.unwrap().into_inner();
+    assert_eq!(refused_now.verdict(), pb::Verdict::KeyRevoked);
+    println!("revocation propagated to every node in {propagation:?}");
+    drop(directory);
+}
