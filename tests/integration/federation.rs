@@ -462,3 +462,183 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     println!("revocation propagated to every node in {propagation:?}");
     drop(directory);
 }
+
+/// A directory that serves whatever list the test puts in (tampered, foreign, old, expiring).
+#[derive(Clone, Default)]
+struct ScriptedDirectory {
+    served: std::sync::Arc<std::sync::Mutex<(u64, String)>>,
+}
+
+impl ScriptedDirectory {
+    fn serve(&self, sequence: u64, text: String) {
+        *self.served.lock().unwrap() = (sequence, text);
+    }
+}
+
+#[tonic::async_trait]
+impl pb::trust_directory_service_server::TrustDirectoryService for ScriptedDirectory {
+    async fn get_trust_list(
+        &self,
+        _: tonic::Request<pb::GetTrustListRequest>,
+    ) -> Result<tonic::Response<pb::GetTrustListResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("scripted"))
+    }
+
+    async fn reload_trust_list(
+        &self,
+        _: tonic::Request<pb::ReloadTrustListRequest>,
+    ) -> Result<tonic::Response<pb::ReloadTrustListResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("scripted"))
+    }
+
+    async fn get_signed_trust_list(
+        &self,
+        request: tonic::Request<pb::GetSignedTrustListRequest>,
+    ) -> Result<tonic::Response<pb::GetSignedTrustListResponse>, tonic::Status> {
+        let (sequence, text) = self.served.lock().unwrap().clone();
+        let unchanged = request.into_inner().known_sequence == sequence;
+        Ok(tonic::Response::new(pb::GetSignedTrustListResponse {
+            sequence,
+            unchanged,
+            signed_list: if unchanged { String::new() } else { text },
+        }))
+    }
+
+    async fn submit_key_change(
+        &self,
+        _: tonic::Request<pb::SubmitKeyChangeRequest>,
+    ) -> Result<tonic::Response<pb::SubmitKeyChangeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("scripted"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_tampered_foreign_and_rolled_back_lists_and_fails_closed_when_its_list_expires() {
+    use liangma::trust::directory::{Issue, sign};
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let ca = TestCa::new("liangma test national CA");
+    std::fs::write(path("ca.pem"), ca.certificate()).unwrap();
+    let directory_key = CentreKey::generate().unwrap();
+    let list = liangma::testkit::trust_list();
+    let now = || {
+        liangma::clock::Timestamp::from_unix(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64,
+        )
+    };
+    let signed = |sequence: u64, key: &CentreKey, next_update: i64, expires: i64| {
+        let issued_at = now();
+        let issue = Issue {
+            sequence,
+            issued_at,
+            next_update: issued_at.plus(next_update),
+            expires_at: issued_at.plus(expires),
+        };
+        sign(&list, &issue, key).unwrap()
+    };
+
+    let scripted = ScriptedDirectory::default();
+    scripted.serve(5, signed(5, &directory_key, 3600, 7200));
+    let directory_port = free_port();
+    let directory_tls = ca.material(&[], false).server_config(Duration::from_secs(5));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(directory_tls)
+            .unwrap()
+            .add_service(pb::trust_directory_service_server::TrustDirectoryServiceServer::new(scripted.clone()))
+            .serve_with_shutdown(([127, 0, 0, 1], directory_port).into(), async {
+                let _ = stopped.await;
+            }),
+    );
+
+    let issued = ca.issue(&[grant(HANGZHOU, Role::Node)], false);
+    std::fs::write(path("node.crt"), &issued.certificate).unwrap();
+    write_secret(&path("node.key"), &issued.private_key);
+    let port = free_port();
+    let node = Process::start(
+        dir.path(),
+        "hangzhou",
+        port,
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\ncentre = \"{HANGZHOU}\"\ndata_dir = \"{0}/data\"\n\
+             [store]\ncheck_interval_ms = 100\n\
+             [tls]\ncertificate = \"{0}/node.crt\"\nprivate_key = \"{0}/node.key\"\nca = \"{0}/ca.pem\"\n\
+             [federation]\ndirectory_url = \"https://127.0.0.1:{directory_port}\"\n\
+             directory_public_key = \"{1}\"\nrefresh_interval_secs = 1\n",
+            dir.path().display(),
+            hex::encode(directory_key.verifying_key().as_bytes()),
+        ),
+    );
+    let counter = channel(&ca, &node.url(), Some(&[grant(HANGZHOU, Role::Counter)]), false);
+    assert_eq!(signed_sequence(counter.clone()).await.0, 5);
+
+    // Tampered, signed by another directory, rolled back: each refused, sequence 5 stays.
+    let tampered = signed(6, &directory_key, 3600, 7200).replace("焦作", "假的");
+    let foreign = signed(7, &CentreKey::generate().unwrap(), 3600, 7200);
+    let rolled_back = signed(4, &directory_key, 3600, 7200);
+    for (sequence, text) in [(6, tampered), (7, foreign), (4, rolled_back)] {
+        scripted.serve(sequence, text);
+        tokio::time::sleep(REFRESH * 2 + Duration::from_millis(200)).await;
+        assert_eq!(signed_sequence(counter.clone()).await.0, 5, "list {sequence} must be refused");
+    }
+
+    // A list that is stale at once and expires in 3 s: used while stale, then fails closed.
+    scripted.serve(8, signed(8, &directory_key, 0, 3));
+    let deadline = Instant::now() + REFRESH * 5;
+    loop {
+        let answer = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(counter.clone())
+            .get_trust_list(pb::GetTrustListRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if answer.sequence == 8 {
+            assert_eq!(answer.freshness(), pb::Freshness::Stale);
+            break;
+        }
+        assert!(Instant::now() < deadline, "list 8 never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probe = || async {
+        verifier(counter.clone()).verify_code(verify_request("LM1:NOT-A-CODE", "probe")).await.map(|r| r.into_inner())
+    };
+    assert_eq!(probe().await.unwrap().verdict(), pb::Verdict::Malformed, "a stale list still verifies");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refusal = loop {
+        match probe().await {
+            Err(status) => break status,
+            Ok(_) => assert!(Instant::now() < deadline, "the expired list was still used"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(refusal.code(), tonic::Code::Unavailable);
+    assert!(refusal.message().contains("expired"), "{}", refusal.message());
+    let health = || async {
+        tonic_health::pb::health_client::HealthClient::new(counter.clone())
+            .check(tonic_health::pb::HealthCheckRequest { service: "liangma.v1.VerifierService".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while health().await != tonic_health::pb::health_check_response::ServingStatus::NotServing {
+        assert!(Instant::now() < deadline, "health never reported the expired list");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A fresh list brings verification back without a restart.
+    scripted.serve(9, signed(9, &directory_key, 3600, 7200));
+    let deadline = Instant::now() + REFRESH * 5;
+    while probe().await.is_err() {
+        assert!(Instant::now() < deadline, "verification did not come back with a fresh list");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    for expected in ["does not verify with the pinned directory key", "a rolled-back list", "EXPIRED"] {
+        assert!(log.contains(expected), "the log should say `{expected}`:\n{log}");
+    }
+    drop(node);
+    let _ = stop.send(());
+    let _ = server.await;
+}
