@@ -1,4 +1,4 @@
-//! The digits form: 16 digits (15 random and a Luhn check digit) that the service resolves to a live code.
+//! The digits form: 16 digits (15 random and a Luhn check digit) that the service resolves to a live code, optionally led by the issuer's 6-digit centre code so that any centre's node knows where to resolve them.
 
 use std::fmt;
 
@@ -15,8 +15,8 @@ pub struct Digits(String);
 /// The input is not 16 digits with a valid check digit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigitsError {
-    /// Not 16 digits (spaces and hyphens between groups are allowed).
-    #[error("digits must be 16 decimal digits (spaces between groups allowed)")]
+    /// Not 16 digits, nor 22 led by a centre code (spaces and hyphens between groups are allowed).
+    #[error("digits must be 16 decimal digits, or 22 led by the issuer's centre code (spaces between groups allowed)")]
     Format,
     /// The check digit does not match: a digit was misread or mistyped.
     #[error("the check digit does not match: a digit was misread or mistyped")]
@@ -74,6 +74,36 @@ impl Digits {
     }
 }
 
+/// Digits as typed at a counter: the 16, and the issuer's centre if the network form was typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedDigits {
+    /// The issuer's centre, from the network form's first 6 digits.
+    pub centre: Option<crate::code::CentreCode>,
+    /// The digits proper.
+    pub digits: Digits,
+}
+
+impl TypedDigits {
+    /// Parses 16 digits, or 22 whose first 6 are a centre code (the network form).
+    pub fn parse(input: &str) -> Result<Self, DigitsError> {
+        let compact: String = input.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        if compact.len() == NETWORK_LEN && compact.is_ascii() {
+            let (centre, digits) = compact.split_at(NETWORK_LEN - DIGITS_LEN);
+            let centre = centre.parse().map_err(|_| DigitsError::Format)?;
+            return Ok(Self { centre: Some(centre), digits: Digits::parse(digits)? });
+        }
+        Ok(Self { centre: None, digits: Digits::parse(&compact)? })
+    }
+}
+
+/// Length of the network form: a 6-digit centre code and the 16 digits.
+pub const NETWORK_LEN: usize = 6 + DIGITS_LEN;
+
+/// The network form as a member reads it out: `410800 1234 5678 9012 3452`.
+pub fn network_form(centre: crate::code::CentreCode, digits: &Digits) -> String {
+    format!("{centre} {digits}")
+}
+
 impl fmt::Display for Digits {
     /// Groups of four, as a member reads them out: `1234 5678 9012 3452`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,6 +134,17 @@ mod tests {
                 assert_eq!(Digits::parse(&changed), Err(DigitsError::CheckDigit), "{changed}");
             }
         }
+    }
+
+    #[test]
+    fn the_network_form_names_the_centre() {
+        let digits = Digits::random().unwrap();
+        let centre = crate::code::CentreCode::new(410800).unwrap();
+        let typed = TypedDigits::parse(&network_form(centre, &digits)).unwrap();
+        assert_eq!(typed, TypedDigits { centre: Some(centre), digits: digits.clone() });
+        assert_eq!(TypedDigits::parse(digits.as_str()).unwrap().centre, None);
+        // A centre code cannot start with 0; the check digit still guards the rest.
+        assert_eq!(TypedDigits::parse(&format!("012345{digits}")), Err(DigitsError::Format));
     }
 
     #[test]

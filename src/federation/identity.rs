@@ -107,6 +107,9 @@ pub enum AccessError {
         /// For which centre.
         centre: CentreCode,
     },
+    /// The certificate grants `role` for no centre.
+    #[error("this call needs the {0} role; the client certificate does not grant it")]
+    NoRole(Role),
     /// Only the national platform's operators may do this.
     #[error("this call needs the national operator role")]
     NotNationalOperator,
@@ -144,6 +147,16 @@ impl Caller {
             Caller::Anonymous => Err(AccessError::NoCertificate),
             Caller::Certified { grants, .. } if grants.contains(&Grant { centre, role }) => Ok(()),
             Caller::Certified { .. } => Err(AccessError::NotPermitted { role, centre }),
+        }
+    }
+
+    /// Allows the call if the caller holds `role` for any centre.
+    pub fn require_any(&self, role: Role) -> Result<(), AccessError> {
+        match self {
+            Caller::Unauthenticated => Ok(()),
+            Caller::Anonymous => Err(AccessError::NoCertificate),
+            Caller::Certified { grants, .. } if grants.iter().any(|grant| grant.role == role) => Ok(()),
+            Caller::Certified { .. } => Err(AccessError::NoRole(role)),
         }
     }
 

@@ -12,6 +12,8 @@ use crate::service::link::{IssuerLink, LinkError, LinkFuture, RemoteAnswer, Remo
 
 use super::TlsMaterial;
 
+type NodeClient = pb::node_service_client::NodeServiceClient<Channel>;
+
 /// When to stop calling a failing node for a while.
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerSettings {
@@ -92,31 +94,25 @@ impl GrpcLink {
         }
     }
 
-    async fn call(&self, issuer: CentreCode, node: &str, code_use: RemoteUse) -> Result<RemoteAnswer, LinkError> {
+    /// One call to the issuer's node through the breaker, within the time limit.
+    async fn call<T, F, Fut>(&self, issuer: CentreCode, node: &str, send: F) -> Result<T, LinkError>
+    where
+        F: FnOnce(NodeClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let unreachable = |cause: String| LinkError::Unreachable { centre: issuer, cause };
         if let Err(left) = self.admit(issuer) {
             return Err(unreachable(format!("failing; next try in {} ms", left.as_millis())));
         }
         let channel = self.channel(node).map_err(unreachable)?;
-        let mut client = pb::node_service_client::NodeServiceClient::new(channel);
-        let mut request = tonic::Request::new(pb::ConsumeCodeRequest {
-            text: code_use.text,
-            verifying_centre: code_use.verifying_centre.to_string(),
-            request_id: code_use.request_id.as_str().to_owned(),
-        });
-        request.set_timeout(self.timeout);
-        let answered = tokio::time::timeout(self.timeout, client.consume_code(request)).await;
-        let response = match answered {
+        let response = match tokio::time::timeout(self.timeout, send(NodeClient::new(channel))).await {
             Err(_) => Err(tonic::Status::deadline_exceeded("no answer in time")),
             Ok(result) => result,
         };
         match response {
             Ok(response) => {
                 self.record(issuer, true);
-                RemoteAnswer::try_from(response.into_inner()).map_err(|problem| LinkError::Refused {
-                    centre: issuer,
-                    cause: format!("unreadable answer: {problem}"),
-                })
+                Ok(response.into_inner())
             }
             Err(status) => {
                 let cause = format!("{:?}: {}", status.code(), status.message());
@@ -141,6 +137,36 @@ impl IssuerLink for GrpcLink {
         node: &'a str,
         code_use: RemoteUse,
     ) -> LinkFuture<'a, Result<RemoteAnswer, LinkError>> {
-        Box::pin(self.call(issuer, node, code_use))
+        let mut request = tonic::Request::new(pb::ConsumeCodeRequest {
+            text: code_use.text,
+            verifying_centre: code_use.verifying_centre.to_string(),
+            request_id: code_use.request_id.as_str().to_owned(),
+        });
+        request.set_timeout(self.timeout);
+        Box::pin(async move {
+            let answer = self
+                .call(issuer, node, |mut client: NodeClient| async move { client.consume_code(request).await })
+                .await?;
+            RemoteAnswer::try_from(answer).map_err(|problem| LinkError::Refused {
+                centre: issuer,
+                cause: format!("unreadable answer: {problem}"),
+            })
+        })
+    }
+
+    fn resolve_digits<'a>(
+        &'a self,
+        issuer: CentreCode,
+        node: &'a str,
+        digits: String,
+    ) -> LinkFuture<'a, Result<Option<String>, LinkError>> {
+        let mut request = tonic::Request::new(pb::ResolveDigitsRequest { digits });
+        request.set_timeout(self.timeout);
+        Box::pin(async move {
+            let answer = self
+                .call(issuer, node, |mut client: NodeClient| async move { client.resolve_digits(request).await })
+                .await?;
+            Ok(answer.found.then_some(answer.text))
+        })
     }
 }

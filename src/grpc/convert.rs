@@ -300,6 +300,7 @@ impl From<IssuedCode> for pb::IssueCodeResponse {
         pb::IssueCodeResponse {
             text: issued.text,
             digits: issued.digits.to_string(),
+            network_digits: crate::code::digits::network_form(issued.claims.issuer, &issued.digits),
             code_id: issued.claims.code_id.to_string(),
             expires_at_unix: issued.claims.expires_at().unix(),
             qr_png,

@@ -244,6 +244,15 @@ impl<S: Store> pb::node_service_server::NodeService for Handlers<S> {
         tracing::info!(verdict = verification.verdict.as_str(), %verifying_centre, "consumed for another centre");
         Ok(Response::new(verification.into()))
     }
+
+    async fn resolve_digits(
+        &self,
+        request: Request<pb::ResolveDigitsRequest>,
+    ) -> Result<Response<pb::ResolveDigitsResponse>, Status> {
+        self.caller(&request)?.require_any(Role::Node)?;
+        let text = self.service.resolve_digits_for(&request.into_inner().digits).await?;
+        Ok(Response::new(pb::ResolveDigitsResponse { found: text.is_some(), text: text.unwrap_or_default() }))
+    }
 }
 
 #[tonic::async_trait]

@@ -10,7 +10,7 @@ impl From<AccessError> for Status {
         let message = error.to_string();
         match error {
             AccessError::NoCertificate | AccessError::BadCertificate => Status::unauthenticated(message),
-            AccessError::NotPermitted { .. } | AccessError::NotNationalOperator => {
+            AccessError::NotPermitted { .. } | AccessError::NoRole(_) | AccessError::NotNationalOperator => {
                 tracing::warn!(%message, "call refused");
                 Status::permission_denied(message)
             }

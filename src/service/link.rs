@@ -66,4 +66,12 @@ pub trait IssuerLink: Send + Sync + 'static {
         node: &'a str,
         code_use: RemoteUse,
     ) -> LinkFuture<'a, Result<RemoteAnswer, LinkError>>;
+
+    /// The code text behind `digits` at `node` (the issuer's): `None` if they name no live code.
+    fn resolve_digits<'a>(
+        &'a self,
+        issuer: CentreCode,
+        node: &'a str,
+        digits: String,
+    ) -> LinkFuture<'a, Result<Option<String>, LinkError>>;
 }

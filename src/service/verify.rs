@@ -1,6 +1,6 @@
 //! Verification, steps 1-7: the offline checks, then consumption (a retry of the same request is the same use), the usage record and the live status in one store operation, here or at the issuer's node.
 
-use crate::code::digits::Digits;
+use crate::code::digits::TypedDigits;
 use crate::code::{CentreCode, Claims, DepositClaims, Purpose};
 use crate::model::{
     CodeUse, Granted, PreviousUse, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome, Verdict,
@@ -149,7 +149,7 @@ impl<S: Store> Liangma<S> {
         };
         let text = match input {
             CodeInput::Text(text) => text,
-            CodeInput::Digits(typed) => match Digits::parse(&typed) {
+            CodeInput::Digits(typed) => match TypedDigits::parse(&typed) {
                 Err(error) => {
                     return Ok(Checked::Rejected(Verification::rejected(
                         Verdict::Rejected(Reason::Malformed),
@@ -157,13 +157,50 @@ impl<S: Store> Liangma<S> {
                         None,
                     )));
                 }
-                Ok(digits) => match self.store.resolve_digits(digits.as_str()).await? {
-                    Some(text) => text,
-                    None => return Ok(Checked::Rejected(Verification::rejected(Verdict::UnknownDigits, None, None))),
+                Ok(typed) => match self.resolve_digits(typed).await? {
+                    Ok(Some(text)) => text,
+                    Ok(None) => {
+                        return Ok(Checked::Rejected(Verification::rejected(Verdict::UnknownDigits, None, None)));
+                    }
+                    Err(unreachable) => return Ok(Checked::Rejected(unreachable)),
                 },
             },
         };
         self.check_text(text, policy).await
+    }
+
+    /// The code text behind digits: here, or at the node of the centre the network form
+    /// names when this node does not issue for it. `Err`: that node did not answer.
+    async fn resolve_digits(&self, typed: TypedDigits) -> Result<Result<Option<String>, Verification>, ServiceError> {
+        let remote = match (&self.link, typed.centre) {
+            (Some(link), Some(centre)) if !self.issues_for(centre) => Some((link, centre)),
+            _ => None,
+        };
+        let Some((link, issuer)) = remote else {
+            return Ok(Ok(self.store.resolve_digits(typed.digits.as_str()).await?));
+        };
+        let unreachable = |detail: String| Verification::rejected(Verdict::IssuerUnreachable, Some(detail), None);
+        let Some(node) = self.trust().list().centre(issuer).and_then(|centre| centre.node.clone()) else {
+            return Ok(Err(unreachable(format!(
+                "the trust list names no node for centre {issuer}: the digits cannot be resolved; scan the code instead"
+            ))));
+        };
+        match link.resolve_digits(issuer, &node, typed.digits.as_str().to_owned()).await {
+            Ok(text) => Ok(Ok(text)),
+            Err(error) => {
+                tracing::warn!(%error, "resolving digits at the issuer's node failed");
+                Ok(Err(unreachable(format!(
+                    "home centre {issuer} unreachable: the digits could not be resolved and nothing was consumed; \
+                     scan the code or retry shortly"
+                ))))
+            }
+        }
+    }
+
+    /// The code text behind digits issued here, for another centre's node.
+    pub async fn resolve_digits_for(&self, digits: &str) -> Result<Option<String>, ServiceError> {
+        let typed = TypedDigits::parse(digits).map_err(|error| ServiceError::invalid("digits", error))?;
+        Ok(self.store.resolve_digits(typed.digits.as_str()).await?)
     }
 
     async fn check_text(&self, text: String, policy: &VerifierPolicy) -> Result<Checked, ServiceError> {

@@ -255,8 +255,8 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
         .await
         .unwrap();
     let mut issuer = pb::issuer_service_client::IssuerServiceClient::new(jiaozuo_core.clone());
-    let mut codes = Vec::new();
-    for _ in 0..4 {
+    let (mut codes, mut network_digits) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
         let issued = issuer
             .issue_code(pb::IssueCodeRequest {
                 issuer_centre: JIAOZUO.to_string(),
@@ -268,6 +268,7 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
             .unwrap()
             .into_inner();
         codes.push(issued.text);
+        network_digits.push(issued.network_digits);
     }
 
     // Hangzhou's counter: VALID with Jiaozuo's live status, consumed at Jiaozuo.
@@ -300,6 +301,22 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     assert!(seen.contains(&(HANGZHOU.to_string(), pb::Verdict::Valid, 1)), "{seen:?}");
     assert!(seen.contains(&(BEIJING.to_string(), pb::Verdict::AlreadyUsed, 1)), "{seen:?}");
     assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // Digits typed at another centre's counter: the network form names the issuer, whose node
+    // resolves them; the bare 16 digits mean nothing away from home.
+    let digits_request = |digits: &str| pb::VerifyCodeRequest {
+        code: Some(pb::verify_code_request::Code::Digits(digits.to_owned())),
+        request_id: "bj-digits".into(),
+        ..Default::default()
+    };
+    assert!(network_digits[4].starts_with("410800 "), "{}", network_digits[4]);
+    let bare = network_digits[4].trim_start_matches("410800 ");
+    let unknown = verifier(beijing_counter.clone()).verify_code(digits_request(bare)).await.unwrap().into_inner();
+    assert_eq!(unknown.verdict(), pb::Verdict::UnknownDigits);
+    let typed =
+        verifier(beijing_counter.clone()).verify_code(digits_request(&network_digits[4])).await.unwrap().into_inner();
+    assert_eq!(typed.verdict(), pb::Verdict::Valid, "{typed:?}");
+    assert!(typed.live.unwrap().found);
 
     // Every call has a known caller with the right role.
     let refused = |result: Result<tonic::Response<pb::VerifyCodeResponse>, tonic::Status>| {
