@@ -115,6 +115,11 @@ pub fn service_settings(
         qr_render_concurrency: config.limits.qr_render_concurrency,
         trust_list_path,
         loan_policy,
+        deferred_purposes: config
+            .federation
+            .as_ref()
+            .map(|federation| federation.deferred_purposes.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -109,6 +109,11 @@ pub struct FederationConfig {
     /// nor accepts an older list. Default `<data_dir>/signed-trust-list.json`.
     #[serde(default)]
     pub list_cache: Option<PathBuf>,
+    /// Purposes whose codes this centre accepts on the offline checks alone when the issuer's
+    /// node does not answer (VERIFIED_OFFLINE), consuming them when it answers again; this
+    /// centre carries the risk of a double use. Default: none (fail closed).
+    #[serde(default)]
+    pub deferred_purposes: Vec<Purpose>,
 }
 
 fn default_refresh_secs() -> u64 {

@@ -93,14 +93,28 @@ async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) 
     settings.tls = node.tls;
     settings.directory = node.directory.clone();
     // Background work ends with the process; none of it holds state that needs a clean stop.
+    let replaying =
+        node.follower.as_ref().map(|follower| tokio::spawn(replay(Arc::clone(&service), follower.interval)));
     let following = node.follower.map(|follower| tokio::spawn(follower.run(Arc::clone(&service))));
     let resigning = node.directory.map(|directory| tokio::spawn(resign(directory, Arc::clone(&service))));
     grpc::serve(service, listener, settings, shutdown_signal()).await?;
-    for task in [following, resigning].into_iter().flatten() {
+    for task in [following, resigning, replaying].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Consumptions deferred while an issuer's node was unreachable are replayed every `interval`.
+async fn replay<S: Store>(service: Arc<crate::service::Liangma<S>>, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = service.replay_deferred().await {
+            tracing::warn!(%error, "replaying deferred consumptions failed; retrying");
+        }
+    }
 }
 
 /// The directory signs its list again before nodes would find it stale.

@@ -141,6 +141,7 @@ impl IssuerLink for GrpcLink {
             text: code_use.text,
             verifying_centre: code_use.verifying_centre.to_string(),
             request_id: code_use.request_id.as_str().to_owned(),
+            accepted_offline_at_unix: code_use.accepted_offline_at.map_or(0, |at| at.unix()),
         });
         request.set_timeout(self.timeout);
         Box::pin(async move {

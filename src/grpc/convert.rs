@@ -248,6 +248,8 @@ impl From<Verdict> for pb::Verdict {
             Verdict::AlreadyUsed => pb::Verdict::AlreadyUsed,
             Verdict::UnknownDigits => pb::Verdict::UnknownDigits,
             Verdict::IssuerUnreachable => pb::Verdict::IssuerUnreachable,
+            Verdict::VerifiedOffline => pb::Verdict::VerifiedOffline,
+            Verdict::DoubleUse => pb::Verdict::DoubleUse,
             Verdict::Rejected(reason) => match reason {
                 Reason::Malformed => pb::Verdict::Malformed,
                 Reason::UnsupportedVersion => pb::Verdict::UnsupportedVersion,
@@ -392,6 +394,8 @@ impl TryFrom<pb::ConsumeCodeRequest> for ConsumeCommand {
             text,
             verifying_centre: centre("verifying_centre", &request.verifying_centre)?,
             request_id: request_id(&request.request_id)?.ok_or_else(|| invalid("request_id", "is required"))?,
+            accepted_offline_at: (request.accepted_offline_at_unix != 0)
+                .then(|| Timestamp::from_unix(request.accepted_offline_at_unix)),
         })
     }
 }

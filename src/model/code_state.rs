@@ -97,6 +97,25 @@ pub struct CodeUse {
     pub grant: String,
     /// The verified deposit claims, kept with the grant for a later loan evaluation.
     pub claims: DepositClaims,
+    /// A deferred consumption replayed: the code was accepted offline at `at`, so a code used
+    /// before is recorded as [`Verdict::DoubleUse`], not ALREADY_USED.
+    pub accepted_offline: bool,
+}
+
+/// A consumption deferred because the issuer's node did not answer: accepted offline here,
+/// queued in this node's store and replayed at the issuer when it answers again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferredUse {
+    /// The issuer, whose node consumes it.
+    pub issuer: CentreCode,
+    /// The code.
+    pub code_id: CodeId,
+    /// The request it was accepted under (the queue's key: a retry replaces its entry).
+    pub request_id: RequestId,
+    /// The code text, as scanned.
+    pub text: String,
+    /// When the counter accepted it.
+    pub accepted_at: Timestamp,
 }
 
 /// A code issued here, as the store keeps it until it expires.

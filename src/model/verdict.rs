@@ -20,6 +20,12 @@ pub enum Verdict {
     /// The code passed every offline check, but its issuer's node (which alone can consume it)
     /// did not answer: it was not consumed and must not be accepted.
     IssuerUnreachable,
+    /// The issuer's node did not answer, and this centre accepts the purpose with deferred
+    /// consumption: accepted on the offline checks; consumption is queued and replayed.
+    VerifiedOffline,
+    /// A code accepted offline (deferred consumption) had been used before: found when the
+    /// consumption was replayed; in the member's usage record and reported by both centres.
+    DoubleUse,
 }
 
 impl Verdict {
@@ -32,6 +38,8 @@ impl Verdict {
             Verdict::AlreadyUsed => "ALREADY_USED",
             Verdict::UnknownDigits => "UNKNOWN_DIGITS",
             Verdict::IssuerUnreachable => "ISSUER_UNREACHABLE",
+            Verdict::VerifiedOffline => "VERIFIED_OFFLINE",
+            Verdict::DoubleUse => "DOUBLE_USE",
         }
     }
 
@@ -42,6 +50,8 @@ impl Verdict {
             Verdict::AlreadyUsed,
             Verdict::UnknownDigits,
             Verdict::IssuerUnreachable,
+            Verdict::VerifiedOffline,
+            Verdict::DoubleUse,
         ])
     }
 }
@@ -72,7 +82,7 @@ mod tests {
 
     #[test]
     fn every_verdict_name_parses_back_to_its_verdict() {
-        assert_eq!(Verdict::all().count(), 16);
+        assert_eq!(Verdict::all().count(), 18);
         for verdict in Verdict::all() {
             assert_eq!(verdict.as_str().parse(), Ok(verdict));
         }

@@ -15,6 +15,8 @@ pub struct RemoteUse {
     pub verifying_centre: CentreCode,
     /// The idempotency key: a retry with it is the same use at the issuer too.
     pub request_id: RequestId,
+    /// For a replayed deferred consumption: when this node's counter accepted the code.
+    pub accepted_offline_at: Option<crate::clock::Timestamp>,
 }
 
 /// What the issuer's node answered.

@@ -5,7 +5,7 @@ use crate::loan::{Evaluation, House, LoanApplication, Party, Source, evaluate};
 use crate::model::{Granted, RequestId, Subject, Verdict};
 use crate::store::Store;
 
-use super::verify::{AuthenticCode, Checked, CodeInput, subject_of};
+use super::verify::{AuthenticCode, Checked, CodeInput, Deferral, subject_of};
 use super::{Liangma, ServiceError};
 
 /// A depositor in a loan evaluation.
@@ -124,7 +124,7 @@ impl<S: Store> Liangma<S> {
             PartyFigures::Granted(granted) => (granted.claims, granted.live),
             PartyFigures::ToConsume(code) => {
                 let claims = code.claims.deposit;
-                let verification = self.consume(code, request_id.map(|id| id.part(party))).await?;
+                let verification = self.consume(code, request_id.map(|id| id.part(party)), Deferral::Never).await?;
                 let (Verdict::Valid, Some(id)) = (verification.verdict, verification.verification_id) else {
                     let others_consumed = !verification_ids.is_empty();
                     return Err(ServiceError::PartyNotValid { party, verdict: verification.verdict, others_consumed });

@@ -3,6 +3,7 @@
 //! It knows nothing of gRPC or Redis: it takes validated domain values ([`crate::model`]),
 //! talks to storage through [`Store`], and returns domain results or a [`ServiceError`].
 
+mod deferred;
 mod error;
 mod issue;
 pub mod link;
@@ -115,6 +116,9 @@ pub struct ServiceSettings {
     pub trust_list_path: Option<PathBuf>,
     /// The loan centre's policy for off-site loan evaluation.
     pub loan_policy: LoanPolicy,
+    /// Purposes whose codes this centre accepts on the offline checks when the issuer's node
+    /// does not answer, consuming them later (docs/federation.md). Default: none (fail closed).
+    pub deferred_purposes: Vec<crate::code::Purpose>,
 }
 
 /// The service. Cheap to share behind an `Arc`.

@@ -10,7 +10,8 @@ use crate::verify::{Reason, VerifierPolicy, verify_offline};
 
 use super::link::{LinkError, RemoteUse};
 use super::verification_id::{new_verification_id, parse_verification_id, verification_id_of};
-use super::{LOOKUP_GRANT_SECONDS, Liangma, ServiceError};
+use super::{CODE_MARK_SECONDS, LOOKUP_GRANT_SECONDS, Liangma, ServiceError};
+use crate::clock::Timestamp;
 
 /// A code as the counter entered it.
 #[derive(Debug, Clone)]
@@ -52,7 +53,7 @@ pub struct Verification {
 }
 
 impl Verification {
-    fn rejected(verdict: Verdict, detail: Option<String>, claims: Option<Claims>) -> Self {
+    pub(super) fn rejected(verdict: Verdict, detail: Option<String>, claims: Option<Claims>) -> Self {
         Self { verdict, detail, claims, live: None, differences: Vec::new(), previous_use: None, verification_id: None }
     }
 }
@@ -73,6 +74,18 @@ pub struct ConsumeCommand {
     pub verifying_centre: CentreCode,
     /// The other node's idempotency key.
     pub request_id: RequestId,
+    /// A replayed deferred consumption: when the other centre accepted the code offline. The
+    /// code is checked as of then, and a code used before is a DOUBLE_USE.
+    pub accepted_offline_at: Option<Timestamp>,
+}
+
+/// Whether a consumption may be deferred when the issuer's node does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Deferral {
+    /// A counter's verification: per the configured purposes.
+    PerPurpose,
+    /// Never (a loan evaluation needs the live status now).
+    Never,
 }
 
 /// What steps 1-5 found.
@@ -107,7 +120,7 @@ impl<S: Store> Liangma<S> {
     /// lost answer gets the original VALID again.
     pub async fn verify(&self, command: VerifyCommand) -> Result<Verification, ServiceError> {
         match self.check_offline(command.code, command.purpose).await? {
-            Checked::Authentic(code) => self.consume(code, command.request_id).await,
+            Checked::Authentic(code) => self.consume(code, command.request_id, Deferral::PerPurpose).await,
             Checked::Rejected(verification) => Ok(verification),
         }
     }
@@ -120,10 +133,31 @@ impl<S: Store> Liangma<S> {
             purposes: Purpose::ALL.to_vec(),
             clock_skew_seconds: self.settings.policy.clock_skew_seconds,
         };
-        match self.check_text(command.text, &policy).await? {
+        let now = self.clock.now();
+        let at = match command.accepted_offline_at {
+            None => now,
+            // Replays come after the issuer was down, at most while used marks last.
+            Some(at)
+                if at <= now.plus(i64::from(policy.clock_skew_seconds))
+                    && at >= now.plus(-(CODE_MARK_SECONDS as i64)) =>
+            {
+                at
+            }
+            Some(_) => return Err(ServiceError::invalid("accepted_offline_at_unix", "not within the last day")),
+        };
+        match self.check_text(command.text, &policy, at).await? {
             Checked::Authentic(code) => {
                 self.issuer(code.claims.issuer)?;
-                self.consume_here(code.claims, command.verifying_centre, Some(command.request_id)).await
+                let offline = command.accepted_offline_at.is_some();
+                let verification = self
+                    .consume_here(code.claims, command.verifying_centre, Some(command.request_id), at, offline)
+                    .await?;
+                if verification.verdict == Verdict::DoubleUse {
+                    tracing::error!(code_id = %code.claims.code_id, accepted_by = %command.verifying_centre,
+                        used_by = ?verification.previous_use.map(|used| used.centre.to_string()),
+                        "DOUBLE USE: a code accepted offline had been used before (in the member's usage record)");
+                }
+                Ok(verification)
             }
             Checked::Rejected(verification) => Ok(verification),
         }
@@ -166,7 +200,7 @@ impl<S: Store> Liangma<S> {
                 },
             },
         };
-        self.check_text(text, policy).await
+        self.check_text(text, policy, self.clock.now()).await
     }
 
     /// The code text behind digits: here, or at the node of the centre the network form
@@ -203,10 +237,10 @@ impl<S: Store> Liangma<S> {
         Ok(self.store.resolve_digits(typed.digits.as_str()).await?)
     }
 
-    async fn check_text(&self, text: String, policy: &VerifierPolicy) -> Result<Checked, ServiceError> {
-        let now = self.clock.now();
+    /// Steps 1-5 as of `now` (a replayed deferred consumption is checked as of its acceptance).
+    async fn check_text(&self, text: String, policy: &VerifierPolicy, now: Timestamp) -> Result<Checked, ServiceError> {
         let trust = self.trust();
-        match verify_offline(&text, trust.usable_at(now)?, policy, now) {
+        match verify_offline(&text, trust.usable_at(self.clock.now())?, policy, now) {
             Ok(claims) => Ok(Checked::Authentic(AuthenticCode { claims, text })),
             Err(rejection) => {
                 let claims = rejection.authentic_claims.map(|claims| *claims);
@@ -233,12 +267,16 @@ impl<S: Store> Liangma<S> {
         &self,
         code: AuthenticCode,
         request_id: Option<RequestId>,
+        deferral: Deferral,
     ) -> Result<Verification, ServiceError> {
         match &self.link {
             Some(link) if !self.issuers.contains_key(&code.claims.issuer) => {
-                self.consume_remote(link.as_ref(), code, request_id).await
+                self.consume_remote(link.as_ref(), code, request_id, deferral).await
             }
-            _ => self.consume_here(code.claims, self.settings.policy.centre, request_id).await,
+            _ => {
+                let now = self.clock.now();
+                self.consume_here(code.claims, self.settings.policy.centre, request_id, now, false).await
+            }
         }
     }
 
@@ -247,6 +285,7 @@ impl<S: Store> Liangma<S> {
         link: &dyn super::link::IssuerLink,
         code: AuthenticCode,
         request_id: Option<RequestId>,
+        deferral: Deferral,
     ) -> Result<Verification, ServiceError> {
         let claims = code.claims;
         let issuer = claims.issuer;
@@ -262,9 +301,20 @@ impl<S: Store> Liangma<S> {
             Some(id) => id,
             None => RequestId::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?,
         };
-        let code_use = RemoteUse { text: code.text, verifying_centre: self.settings.policy.centre, request_id };
+        let code_use = RemoteUse {
+            text: code.text.clone(),
+            verifying_centre: self.settings.policy.centre,
+            request_id: request_id.clone(),
+            accepted_offline_at: None,
+        };
         let answer = match link.consume_at_issuer(issuer, &node, code_use).await {
             Ok(answer) => answer,
+            Err(error @ LinkError::Unreachable { .. })
+                if deferral == Deferral::PerPurpose && self.settings.deferred_purposes.contains(&claims.purpose) =>
+            {
+                tracing::warn!(%error, "issuer's node unreachable; deferring the consumption");
+                return self.defer(claims, code.text, request_id).await;
+            }
             Err(error @ (LinkError::Unreachable { .. } | LinkError::Refused { .. })) => {
                 tracing::warn!(%error, "consumption at the issuer's node failed");
                 return Ok(unreachable(format!(
@@ -303,13 +353,16 @@ impl<S: Store> Liangma<S> {
 
     /// Steps 6-7 in this node's store, recorded against `centre` (this node's own, or the
     /// centre of another node that asked).
+    /// `offline`: a replayed deferred consumption, accepted at `now`; a code used before is
+    /// then a DOUBLE_USE.
     async fn consume_here(
         &self,
         claims: Claims,
         centre: CentreCode,
         request_id: Option<RequestId>,
+        now: Timestamp,
+        offline: bool,
     ) -> Result<Verification, ServiceError> {
-        let now = self.clock.now();
         let subject = subject_of(&claims);
         let (verification_id, grant) = new_verification_id(subject, claims.code_id)?;
         let remaining = u64::try_from(claims.expires_at().unix() - now.unix()).unwrap_or(0);
@@ -324,6 +377,7 @@ impl<S: Store> Liangma<S> {
             used_ttl_seconds: (remaining + skew + 60).max(LOOKUP_GRANT_SECONDS),
             grant,
             claims: claims.deposit,
+            accepted_offline: offline,
         };
         let valid = |live: Option<RegistryRecord>, verification_id: String| Verification {
             verdict: Verdict::Valid,
@@ -339,7 +393,11 @@ impl<S: Store> Liangma<S> {
             UseOutcome::Repeated { live, grant } => valid(live, verification_id_of(subject, claims.code_id, &grant)),
             UseOutcome::AlreadyUsed { at, centre } => Verification {
                 previous_use: Some(PreviousUse { at, centre }),
-                ..Verification::rejected(Verdict::AlreadyUsed, None, Some(claims))
+                ..Verification::rejected(
+                    if offline { Verdict::DoubleUse } else { Verdict::AlreadyUsed },
+                    None,
+                    Some(claims),
+                )
             },
             UseOutcome::Revoked => Verification::rejected(Verdict::CodeRevoked, None, Some(claims)),
         })

@@ -6,7 +6,9 @@
 -- ARGV: 1 used state to set, or '' to only record the verdict ARGV[7] (an authentic code that
 --       failed an offline check), 2 TTL of the used state (s),
 --       3 usage entry key "<centre>|<purpose>|<code id>|", 4 now (unix), 5 entries kept per list,
---       6 "<centre>|<request id>|" of this request, or '' without a request id, 7 see ARGV[1]
+--       6 "<centre>|<request id>|" of this request, or '' without a request id, 7 see ARGV[1]; when
+--       consuming, the verdict to record if the code was used before ('' for ALREADY_USED;
+--       DOUBLE_USE for a replayed deferred consumption)
 -- Usage entries: "<centre>|<purpose>|<code id>|<verdict>|<first unix>|<last unix>|<count>".
 -- Each redis.call costs Redis's single thread about a microsecond beyond the command itself
 -- (docs/performance.md), so one SET NX GET both checks and consumes, the lookup grant rides in
@@ -24,6 +26,8 @@ if ARGV[1] ~= '' then
   elseif ARGV[6] ~= '' and string.sub(previous, 1, #ARGV[6]) == ARGV[6] then
     -- The same centre retrying the same request: that verification stands, nothing is added.
     return {'REPEATED', previous, redis.call('GET', KEYS[4])}
+  elseif ARGV[7] ~= '' then
+    result = ARGV[7]
   else
     result = 'ALREADY_USED'
   end

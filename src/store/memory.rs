@@ -7,8 +7,8 @@ use super::{CodeStore, RegistryStore, StoreError, USAGE_ENTRIES_KEPT};
 use crate::clock::{Clock, Timestamp};
 use crate::code::{CentreCode, CodeId, DepositClaims};
 use crate::model::{
-    CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry,
-    UseOutcome, Verdict,
+    CodeUse, DeferredUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject,
+    UsageEntry, UseOutcome, Verdict,
 };
 
 #[derive(Default)]
@@ -20,6 +20,7 @@ struct State {
     usage: HashMap<Subject, Usage>,
     digits: HashMap<String, (String, Timestamp)>,
     remote_grants: HashMap<(Subject, CodeId), (String, Granted, Timestamp)>,
+    deferred: std::collections::BTreeMap<String, DeferredUse>,
     writes_since_sweep: u32,
 }
 
@@ -161,7 +162,8 @@ impl CodeStore for MemoryStore {
                 let live = state.registry.get(&code_use.subject).cloned();
                 return Ok(UseOutcome::Repeated { live, grant: used.grant.clone() });
             }
-            (UseOutcome::AlreadyUsed { at: used.at, centre: used.centre }, Verdict::AlreadyUsed)
+            let verdict = if code_use.accepted_offline { Verdict::DoubleUse } else { Verdict::AlreadyUsed };
+            (UseOutcome::AlreadyUsed { at: used.at, centre: used.centre }, verdict)
         } else {
             let used = Used {
                 at: code_use.at,
@@ -264,6 +266,25 @@ impl CodeStore for MemoryStore {
             .get(&(subject, code_id))
             .filter(|(stored, _, until)| now < *until && super::same_secret(stored, grant))
             .map(|(_, granted, _)| granted.clone()))
+    }
+
+    async fn defer(&self, deferred: &DeferredUse) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let key = deferred.request_id.as_str();
+        if state.deferred.len() >= super::MAX_DEFERRED && !state.deferred.contains_key(key) {
+            return Ok(false);
+        }
+        state.deferred.insert(key.to_owned(), deferred.clone());
+        Ok(true)
+    }
+
+    async fn deferred(&self, limit: usize) -> Result<Vec<DeferredUse>, StoreError> {
+        Ok(self.state().deferred.values().take(limit).cloned().collect())
+    }
+
+    async fn deferred_done(&self, request_id: &RequestId) -> Result<(), StoreError> {
+        self.state().deferred.remove(request_id.as_str());
+        Ok(())
     }
 
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {

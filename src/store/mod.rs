@@ -7,7 +7,13 @@ pub mod redis;
 use std::future::Future;
 
 use crate::code::CodeId;
-use crate::model::{CodeUse, Granted, IssuedMark, PublishOutcome, RegistryRecord, Subject, UsageEntry, UseOutcome};
+use crate::model::{
+    CodeUse, DeferredUse, Granted, IssuedMark, PublishOutcome, RegistryRecord, RequestId, Subject, UsageEntry,
+    UseOutcome,
+};
+
+/// Most deferred consumptions queued at once; past it a node fails closed again.
+pub const MAX_DEFERRED: usize = 100_000;
 
 /// The member's usage record, newest first: the VALID entries (at most one per code, never
 /// displaced by anything a replayer can cause) merged with the others (repeats collapsed).
@@ -127,6 +133,16 @@ pub trait CodeStore: Send + Sync + 'static {
         code_id: CodeId,
         grant: &str,
     ) -> impl Future<Output = Result<Option<Granted>, StoreError>> + Send;
+
+    /// Queues a deferred consumption (a retry of the same request replaces its entry); `false`,
+    /// and nothing queued, when [`MAX_DEFERRED`] are queued already.
+    fn defer(&self, deferred: &DeferredUse) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Up to about `limit` queued deferred consumptions.
+    fn deferred(&self, limit: usize) -> impl Future<Output = Result<Vec<DeferredUse>, StoreError>> + Send;
+
+    /// Removes a replayed deferred consumption.
+    fn deferred_done(&self, request_id: &RequestId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The code text for live digits.
     fn resolve_digits(&self, digits: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;

@@ -11,8 +11,8 @@ use super::{CodeStore, RegistryStore, StoreError, USAGE_ENTRIES_KEPT};
 use crate::clock::Timestamp;
 use crate::code::{CentreCode, CodeId, DepositClaims, Fen, Purpose};
 use crate::model::{
-    CodeUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, Subject, UsageEntry, UseOutcome,
-    Verdict,
+    CodeUse, DeferredUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject,
+    UsageEntry, UseOutcome, Verdict,
 };
 
 /// Connection settings of the Redis store.
@@ -111,6 +111,10 @@ impl RedisStore {
 
     fn code_key(&self, subject: Subject, code_id: CodeId) -> String {
         self.subject_key(subject, format_args!("code:{code_id}"))
+    }
+
+    fn deferred_key(&self) -> String {
+        format!("{}:{{deferred}}", self.prefix)
     }
 
     fn digits_key(&self, digits: &str) -> String {
@@ -305,7 +309,7 @@ impl RegistryStore for RedisStore {
 /// What one run of `consume.lua` does besides recording a usage entry.
 enum ScriptMode<'a> {
     /// Consume the code, setting this used state (unless a retry of this request prefix).
-    Consume { used_state: String, ttl_seconds: u64, retry_prefix: String },
+    Consume { used_state: String, ttl_seconds: u64, retry_prefix: String, if_used: &'a str },
     /// Only record this verdict of a code that failed an offline check.
     Record { verdict: &'a str },
 }
@@ -321,8 +325,8 @@ impl RedisStore {
         mode: ScriptMode<'_>,
     ) -> Result<(String, Option<String>, Option<String>), StoreError> {
         let (used_state, ttl_seconds, retry_prefix, verdict) = match mode {
-            ScriptMode::Consume { used_state, ttl_seconds, retry_prefix } => {
-                (used_state, ttl_seconds, retry_prefix, "")
+            ScriptMode::Consume { used_state, ttl_seconds, retry_prefix, if_used } => {
+                (used_state, ttl_seconds, retry_prefix, if_used)
             }
             ScriptMode::Record { verdict } => (String::new(), 1, String::new(), verdict),
         };
@@ -359,6 +363,7 @@ impl CodeStore for RedisStore {
             used_state,
             ttl_seconds: code_use.used_ttl_seconds,
             retry_prefix: retry_prefix(code_use),
+            if_used: if code_use.accepted_offline { Verdict::DoubleUse.as_str() } else { "" },
         };
         let (result, previous, live) =
             self.run_consume(code_use.subject, code_use.code_id, &entry_key, code_use.at, mode).await?;
@@ -369,7 +374,7 @@ impl CodeStore for RedisStore {
         }
         match result.parse() {
             Ok(Verdict::Valid) => Ok(UseOutcome::Consumed { live: decode_record(live)? }),
-            Ok(Verdict::AlreadyUsed) => {
+            Ok(Verdict::AlreadyUsed | Verdict::DoubleUse) => {
                 let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
                 let used = decode_used(&previous)?;
                 Ok(UseOutcome::AlreadyUsed { at: used.at, centre: used.centre })
@@ -476,6 +481,52 @@ impl CodeStore for RedisStore {
         let has_live: u8 = fields.parsed()?;
         let live = if has_live == 1 { decode_record(Some(fields.text()?.to_owned()))? } else { None };
         Ok(Some(Granted { subject, verified_at, claims, live }))
+    }
+
+    async fn defer(&self, deferred: &DeferredUse) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let key = self.deferred_key();
+        let field = deferred.request_id.as_str();
+        let stored =
+            format!("{}|{}|{}|{}", deferred.issuer, deferred.accepted_at.unix(), deferred.code_id, deferred.text);
+        // A soft cap: two round trips, so concurrent deferrals may pass it by a few.
+        let (queued, present): (usize, bool) =
+            self.bounded(redis::pipe().hlen(&key).hexists(&key, field).query_async(&mut connection)).await?;
+        if queued >= super::MAX_DEFERRED && !present {
+            return Ok(false);
+        }
+        self.bounded(connection.hset::<_, _, _, ()>(&key, field, stored)).await?;
+        Ok(true)
+    }
+
+    async fn deferred(&self, limit: usize) -> Result<Vec<DeferredUse>, StoreError> {
+        let mut connection = self.connection.clone();
+        let scan = redis::cmd("HSCAN").arg(self.deferred_key()).arg(0).arg("COUNT").arg(limit.max(1)).clone();
+        let (_, pairs): (u64, Vec<String>) = self.bounded(scan.query_async(&mut connection)).await?;
+        pairs
+            .chunks_exact(2)
+            .take(limit)
+            .map(|pair| {
+                let corrupt = || StoreError::Corrupt("deferred consumption".into());
+                let mut fields = Fields::new(&pair[1], 4, "deferred consumption");
+                let issuer = fields.parsed()?;
+                let accepted_at = Timestamp::from_unix(fields.parsed()?);
+                let mut code_id = [0u8; 12];
+                hex::decode_to_slice(fields.text()?, &mut code_id).map_err(|_| corrupt())?;
+                Ok(DeferredUse {
+                    issuer,
+                    code_id: CodeId::from_bytes(code_id),
+                    request_id: RequestId::new(&pair[0]).ok_or_else(corrupt)?,
+                    text: fields.text()?.to_owned(),
+                    accepted_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn deferred_done(&self, request_id: &RequestId) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.bounded(connection.hdel::<_, _, ()>(self.deferred_key(), request_id.as_str())).await
     }
 
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {

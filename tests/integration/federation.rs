@@ -206,12 +206,15 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
             "listen = \"127.0.0.1:{port}\"\ncentre = \"{code}\"\ndata_dir = \"{0}/{name}-data\"\nsample_members = false\n\
              {issuers}{tls}[store]\nbackend = \"redis\"\nredis_url = \"{redis}\"\n[federation]\n\
              directory_url = \"https://127.0.0.1:{directory_port}\"\ndirectory_public_key = \"{directory_hex}\"\n\
-             refresh_interval_secs = {refresh}\nremote_timeout_ms = {timeout}\nbreaker_failures = 2\nbreaker_open_secs = 1\n",
+             refresh_interval_secs = {refresh}\nremote_timeout_ms = {timeout}\nbreaker_failures = 2\nbreaker_open_secs = 1\n\
+             deferred_purposes = [{deferred}]\n",
             dir.path().display(),
             tls = tls_files(name, &[grant(code, Role::Node)]),
             redis = redis.url(),
             refresh = REFRESH.as_secs(),
             timeout = REMOTE_TIMEOUT.as_millis(),
+            // Hangzhou accepts deposit certificates offline when Jiaozuo is down.
+            deferred = if code == HANGZHOU { "\"deposit-certificate\"" } else { "" },
         )
     };
     let mut jiaozuo = Process::start(
@@ -256,12 +259,14 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
         .unwrap();
     let mut issuer = pb::issuer_service_client::IssuerServiceClient::new(jiaozuo_core.clone());
     let (mut codes, mut network_digits) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
+    for index in 0..6 {
+        // The last one is a deposit certificate, which Hangzhou accepts offline if need be.
+        let purpose = if index == 5 { pb::Purpose::DepositCertificate } else { pb::Purpose::OffsiteLoan };
         let issued = issuer
             .issue_code(pb::IssueCodeRequest {
                 issuer_centre: JIAOZUO.to_string(),
                 id_number: ZHANG_WEI.into(),
-                purpose: pb::Purpose::OffsiteLoan.into(),
+                purpose: purpose.into(),
                 ..Default::default()
             })
             .await
@@ -301,6 +306,10 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     assert!(seen.contains(&(HANGZHOU.to_string(), pb::Verdict::Valid, 1)), "{seen:?}");
     assert!(seen.contains(&(BEIJING.to_string(), pb::Verdict::AlreadyUsed, 1)), "{seen:?}");
     assert_eq!(seen.len(), 2, "{seen:?}");
+    // Beijing uses the deposit certificate while Jiaozuo is up (for the double use below).
+    let certificate =
+        verifier(beijing_counter.clone()).verify_code(verify_request(&codes[5], "bj-cert")).await.unwrap();
+    assert_eq!(certificate.into_inner().verdict(), pb::Verdict::Valid);
 
     // Digits typed at another centre's counter: the network form names the issuer, whose node
     // resolves them; the bare 16 digits mean nothing away from home.
@@ -372,6 +381,7 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
         text: codes[1].clone(),
         verifying_centre: BEIJING.to_string(),
         request_id: "impostor".into(),
+        accepted_offline_at_unix: 0,
     })
     .await;
     assert_eq!(impostor.unwrap_err().code(), tonic::Code::PermissionDenied);
@@ -398,6 +408,12 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
         verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[1], "hz-2")).await.unwrap().into_inner();
     assert_eq!(fast.verdict(), pb::Verdict::IssuerUnreachable);
     assert!(started.elapsed() < Duration::from_millis(300), "breaker open: {:?}", started.elapsed());
+    // Deferred consumption, for the purpose Hangzhou accepts the risk of: verified offline and
+    // queued (loan codes above were not). Beijing had used it already: a double use to find.
+    let offline = verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[5], "hz-cert")).await.unwrap();
+    let offline = offline.into_inner();
+    assert_eq!(offline.verdict(), pb::Verdict::VerifiedOffline, "{offline:?}");
+    assert!(offline.verification_id.is_empty() && offline.claims.is_some());
     // Back up: the same request now consumes the code, without restarting anyone else.
     jiaozuo.spawn();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -413,6 +429,30 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
         assert_eq!(answer.verdict(), pb::Verdict::IssuerUnreachable);
         assert!(Instant::now() < deadline, "Hangzhou never reached the restarted Jiaozuo node");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The queued consumption is replayed at Jiaozuo: the double use is in the member's usage
+    // record and in both centres' logs.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let usage = pb::usage_record_service_client::UsageRecordServiceClient::new(jiaozuo_core.clone())
+            .list_usage(pb::ListUsageRequest { issuer_centre: JIAOZUO.to_string(), id_number: ZHANG_WEI.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        let double_use = usage.iter().any(|entry| {
+            entry.result() == pb::Verdict::DoubleUse && entry.centre == HANGZHOU.to_string() && entry.at_unix > 0
+        });
+        if double_use {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deferred consumption was never replayed: {usage:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for log in [&hangzhou.log, &jiaozuo.log] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("DOUBLE USE"), "{} should report the double use", log.display());
     }
 
     // Rotation through the directory: codes of the previous key keep verifying.

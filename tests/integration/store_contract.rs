@@ -8,7 +8,8 @@ use std::time::Duration;
 use liangma::clock::{Clock, FixedClock, Timestamp};
 use liangma::code::{CodeId, DepositClaims, Purpose, SubjectRef};
 use liangma::model::{
-    CodeUse, IssuedMark, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome, Verdict,
+    CodeUse, DeferredUse, Granted, IssuedMark, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry,
+    UseOutcome, Verdict,
 };
 use liangma::store::memory::MemoryStore;
 use liangma::store::redis::{RedisSettings, RedisStore};
@@ -43,6 +44,8 @@ on_every_store!(
     repeats_are_counted_and_never_displace_valid_entries,
     records_replace_only_older_versions_within_the_step,
     digits_resolve_until_taken_and_the_store_answers_pings,
+    deferred_consumptions_queue_once_per_request_and_a_replayed_double_use_is_recorded,
+    remote_answers_are_kept_for_lookups_under_their_grant,
 );
 
 fn now() -> Timestamp {
@@ -83,6 +86,7 @@ fn code_use(subject: Subject, code: u8, verifier: &str, request: Option<&str>) -
         used_ttl_seconds: 3_600,
         grant: format!("grant-of-{verifier}-{}", request.unwrap_or("none")),
         claims: member().deposit_claims(),
+        accepted_offline: false,
     }
 }
 
@@ -219,4 +223,44 @@ async fn digits_resolve_until_taken_and_the_store_answers_pings(store: &impl Sto
     assert!(!store.put_issued(&clash, 3_600).await.unwrap(), "digits are never shared");
     assert_eq!(store.resolve_digits("1111222233334444").await.unwrap().as_deref(), Some("LM1:A"));
     assert_eq!(store.resolve_digits("9999222233334444").await.unwrap(), None);
+}
+
+async fn deferred_consumptions_queue_once_per_request_and_a_replayed_double_use_is_recorded(store: &impl Store) {
+    let deferred = |request: &str, text: &str| DeferredUse {
+        issuer: centre("410800"),
+        code_id: CodeId::from_bytes([40; 12]),
+        request_id: RequestId::new(request).unwrap(),
+        text: text.into(),
+        accepted_at: now(),
+    };
+    assert!(store.defer(&deferred("hz-1", "LM1:A|B C")).await.unwrap());
+    assert!(store.defer(&deferred("hz-1", "LM1:A|B C")).await.unwrap(), "a retry replaces its entry");
+    assert!(store.defer(&deferred("hz-2", "LM1:D")).await.unwrap());
+    let mut queued = store.deferred(10).await.unwrap();
+    queued.sort_by(|a, b| a.request_id.as_str().cmp(b.request_id.as_str()));
+    assert_eq!(queued, [deferred("hz-1", "LM1:A|B C"), deferred("hz-2", "LM1:D")]);
+    store.deferred_done(&RequestId::new("hz-1").unwrap()).await.unwrap();
+    assert_eq!(store.deferred(10).await.unwrap(), [deferred("hz-2", "LM1:D")]);
+
+    // Replayed at the issuer after another centre used the code: DOUBLE_USE in the record.
+    let member = subject(10);
+    let first = code_use(member, 41, "110000", Some("bj-1"));
+    assert!(matches!(store.consume(&first).await.unwrap(), UseOutcome::Consumed { .. }));
+    let replay = CodeUse { accepted_offline: true, ..code_use(member, 41, "330100", Some("hz-9")) };
+    assert!(matches!(store.consume(&replay).await.unwrap(), UseOutcome::AlreadyUsed { .. }));
+    let results: Vec<(String, Verdict)> =
+        store.usage(member).await.unwrap().iter().map(|entry| (entry.centre.to_string(), entry.result)).collect();
+    assert!(results.contains(&("330100".into(), Verdict::DoubleUse)), "{results:?}");
+    assert!(results.contains(&("110000".into(), Verdict::Valid)), "{results:?}");
+}
+
+async fn remote_answers_are_kept_for_lookups_under_their_grant(store: &impl Store) {
+    let holder = subject(11);
+    let code_id = CodeId::from_bytes([42; 12]);
+    for live in [Some(record(7, 5_000)), None] {
+        let granted = Granted { subject: holder, verified_at: now(), claims: member().deposit_claims(), live };
+        store.put_remote_grant(code_id, "secret-grant", &granted, 600).await.unwrap();
+        assert_eq!(store.remote_granted(holder, code_id, "secret-grant").await.unwrap(), Some(granted));
+        assert_eq!(store.remote_granted(holder, code_id, "secret-grang").await.unwrap(), None);
+    }
 }
