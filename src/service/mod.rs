@@ -5,6 +5,7 @@
 
 mod deferred;
 mod error;
+mod in_flight;
 mod issue;
 pub mod link;
 mod loan;
@@ -130,6 +131,7 @@ pub struct Liangma<S> {
     settings: ServiceSettings,
     renderer: Renderer,
     link: Option<Arc<dyn link::IssuerLink>>,
+    in_flight: in_flight::InFlight,
 }
 
 impl<S> std::fmt::Debug for Liangma<S> {
@@ -157,6 +159,7 @@ impl<S: Store> Liangma<S> {
             settings,
             renderer,
             link: None,
+            in_flight: in_flight::InFlight::default(),
         })
     }
 

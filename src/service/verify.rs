@@ -301,6 +301,8 @@ impl<S: Store> Liangma<S> {
             Some(id) => id,
             None => RequestId::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?,
         };
+        // Concurrent scans of one code at this node reach the issuer one after the other.
+        let _turn = self.in_flight.turn(claims.code_id).await;
         let code_use = RemoteUse {
             text: code.text.clone(),
             verifying_centre: self.settings.policy.centre,

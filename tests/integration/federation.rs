@@ -484,8 +484,47 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
         })
         .await;
     assert_eq!(forged.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    // Another centre's operator cannot touch Jiaozuo's entry, nor admit a centre; the national
+    // operator can.
+    let revoke_jiaozuo = || pb::SubmitKeyChangeRequest {
+        centre: JIAOZUO.to_string(),
+        change: Some(pb::submit_key_change_request::Change::Revoke(pb::RevokeKey {
+            key_id: new_key.key_id().to_string(),
+        })),
+    };
+    let admit = |code: u32| pb::SubmitKeyChangeRequest {
+        centre: code.to_string(),
+        change: Some(pb::submit_key_change_request::Change::Add(pb::AddKey {
+            public_key: CentreKey::generate().unwrap().verifying_key().as_bytes().to_vec(),
+            centre_name: "上海市公积金管理中心".into(),
+        })),
+    };
+    let mut hangzhou_operator = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(channel(
+        &ca,
+        &directory.url(),
+        Some(&[grant(HANGZHOU, Role::Operator)]),
+        false,
+    ));
+    let denied = hangzhou_operator.submit_key_change(revoke_jiaozuo()).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        hangzhou_operator.submit_key_change(admit(310000)).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let mut national = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(channel(
+        &ca,
+        &directory.url(),
+        Some(&[]),
+        true,
+    ));
+    assert!(national.submit_key_change(admit(310000)).await.unwrap().into_inner().sequence > rotated.sequence);
+    // A node is not the directory.
+    let not_directory = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(jiaozuo_core.clone())
+        .get_signed_trust_list(pb::GetSignedTrustListRequest { known_sequence: 0 })
+        .await;
+    assert_eq!(not_directory.unwrap_err().code(), tonic::Code::FailedPrecondition);
     let deadline = Instant::now() + REFRESH * 5;
-    while signed_sequence(hangzhou_counter.clone()).await.0 < rotated.sequence {
+    while signed_sequence(hangzhou_counter.clone()).await.0 <= rotated.sequence {
         assert!(Instant::now() < deadline, "the rotation did not reach Hangzhou");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
