@@ -8,6 +8,7 @@ use super::{ClientArgs, ClientCommand, EXIT_INVALID, EXIT_VALID};
 use crate::code::Fen;
 use crate::model::Verdict;
 use crate::pb::v1 as pb;
+use crate::trust::CentreKey;
 
 /// The domain verdict of a response's verdict number (`None`: unspecified or unknown).
 fn verdict_named(wire: i32) -> Option<Verdict> {
@@ -26,11 +27,17 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
-        .context("--server must be a URL like http://127.0.0.1:50051")?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", args.server))?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(args.server.clone())
+        .context("--server must be a URL like http://127.0.0.1:50051")?;
+    if let (Some(ca), Some(certificate), Some(private_key)) = (&args.ca, &args.cert, &args.key) {
+        let tls = crate::federation::TlsMaterial::load(&crate::config::TlsConfig {
+            certificate: certificate.clone(),
+            private_key: private_key.clone(),
+            ca: ca.clone(),
+        })?;
+        endpoint = endpoint.tls_config(tls.client_config())?;
+    }
+    let channel = endpoint.connect().await.with_context(|| format!("connecting to {}", args.server))?;
     match args.command {
         ClientCommand::Issue { issuer, id_number, purpose, audience, png } => {
             let mut client = pb::issuer_service_client::IssuerServiceClient::new(channel);
@@ -50,8 +57,9 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             }
             println!("{}", response.text);
             eprintln!(
-                "digits {}  code id {}  expires {}",
+                "digits {}  (at another centre: {})  code id {}  expires {}",
                 response.digits,
+                response.network_digits,
                 response.code_id,
                 crate::clock::Timestamp::from_unix(response.expires_at_unix)
             );
@@ -116,6 +124,20 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             println!();
             Ok(ExitCode::from(if verdict == Some(Verdict::Valid) { EXIT_VALID } else { EXIT_INVALID }))
         }
+        ClientCommand::KeyChange(change) => {
+            let (centre, change) = key_change(change)?;
+            let mut client = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(channel);
+            let answer = client
+                .submit_key_change(pb::SubmitKeyChangeRequest { centre: centre.to_string(), change: Some(change) })
+                .await?
+                .into_inner();
+            print!("signed into sequence {}", answer.sequence);
+            if !answer.key_id.is_empty() {
+                print!(", key id {}", answer.key_id);
+            }
+            println!();
+            Ok(ExitCode::from(EXIT_VALID))
+        }
         ClientCommand::Usage { issuer, id_number } => {
             let mut client = pb::usage_record_service_client::UsageRecordServiceClient::new(channel);
             let response = client
@@ -140,4 +162,35 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_VALID))
         }
     }
+}
+
+/// The request of a key change; a rotation is signed here with the current key.
+fn key_change(
+    command: super::KeyChangeCommand,
+) -> anyhow::Result<(crate::code::CentreCode, pb::submit_key_change_request::Change)> {
+    use super::KeyChangeCommand;
+    use pb::submit_key_change_request::Change;
+    let public = |path: &std::path::Path| -> anyhow::Result<Vec<u8>> {
+        Ok(CentreKey::read_pem_file(path)?.verifying_key().as_bytes().to_vec())
+    };
+    Ok(match command {
+        KeyChangeCommand::Add { centre, new_key, name } => {
+            (centre, Change::Add(pb::AddKey { public_key: public(&new_key)?, centre_name: name.unwrap_or_default() }))
+        }
+        KeyChangeCommand::Rotate { centre, current_key, new_key } => {
+            let current = CentreKey::read_pem_file(&current_key)?;
+            let new = CentreKey::read_pem_file(&new_key)?.verifying_key();
+            let signature = current.sign(&crate::federation::directory::rotation_message(centre, &new));
+            (
+                centre,
+                Change::Rotate(pb::RotateKey {
+                    new_public_key: new.as_bytes().to_vec(),
+                    current_key_id: current.key_id().to_string(),
+                    signature: signature.to_bytes().to_vec(),
+                }),
+            )
+        }
+        KeyChangeCommand::Revoke { centre, key_id } => (centre, Change::Revoke(pb::RevokeKey { key_id })),
+        KeyChangeCommand::SetNode { centre, address } => (centre, Change::SetNode(pb::SetNode { address })),
+    })
 }

@@ -124,9 +124,18 @@ struct LoanEvaluateArgs {
 
 #[derive(Debug, Args)]
 struct ClientArgs {
-    /// The service's address.
+    /// The service's address (`https://…` for a node with [tls]: give --ca, --cert and --key).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     server: String,
+    /// CA certificate (PEM) that issued the node's certificate.
+    #[arg(long, requires_all = ["cert", "key"])]
+    ca: Option<PathBuf>,
+    /// This client's certificate (PEM); its SAN URIs name the roles it acts in.
+    #[arg(long, requires_all = ["ca", "key"])]
+    cert: Option<PathBuf>,
+    /// This client's private key (PEM, mode 0600).
+    #[arg(long, requires_all = ["ca", "cert"])]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -172,6 +181,55 @@ enum ClientCommand {
         /// The member's ID number.
         #[arg(long)]
         id_number: String,
+    },
+    /// Submit a key change to the trust directory (a centre's operator certificate).
+    #[command(subcommand)]
+    KeyChange(KeyChangeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyChangeCommand {
+    /// Publish another key of the centre (a new centre needs --name and the national operator).
+    Add {
+        /// The centre.
+        #[arg(long)]
+        centre: CentreCode,
+        /// The key file (PKCS#8 PEM) whose public key to publish; the private key never leaves.
+        #[arg(long)]
+        new_key: PathBuf,
+        /// The centre's name, for a centre new to the list.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// From now on the new key signs; the request is signed with the current key.
+    Rotate {
+        /// The centre.
+        #[arg(long)]
+        centre: CentreCode,
+        /// The key that signs now (PKCS#8 PEM).
+        #[arg(long)]
+        current_key: PathBuf,
+        /// The new key (PKCS#8 PEM).
+        #[arg(long)]
+        new_key: PathBuf,
+    },
+    /// Revoke a key: every code it signed fails from the next list on.
+    Revoke {
+        /// The centre.
+        #[arg(long)]
+        centre: CentreCode,
+        /// The key's id (8 hex digits).
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Set where the centre's node answers other nodes.
+    SetNode {
+        /// The centre.
+        #[arg(long)]
+        centre: CentreCode,
+        /// `https://host:port`.
+        #[arg(long)]
+        address: String,
     },
 }
 

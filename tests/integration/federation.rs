@@ -533,19 +533,26 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     assert_eq!(old_key_code.verdict(), pb::Verdict::Valid, "{old_key_code:?}");
 
     // Revocation: refused by every node within one refresh interval (plus one fetch).
-    let revoked = changes
-        .submit_key_change(pb::SubmitKeyChangeRequest {
-            centre: JIAOZUO.to_string(),
-            change: Some(pb::submit_key_change_request::Change::Revoke(pb::RevokeKey {
-                key_id: jiaozuo_key.key_id().to_string(),
-            })),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    // (Submitted with the CLI, as Jiaozuo's operators would.)
+    let operator = ca.issue(&[grant(JIAOZUO, Role::Operator)], false);
+    std::fs::write(path("operator.crt"), &operator.certificate).unwrap();
+    write_secret(&path("operator.key"), &operator.private_key);
+    let output = Command::new(env!("CARGO_BIN_EXE_liangma"))
+        .args(["client", "--server", &directory.url(), "--ca"])
+        .arg(path("ca.pem"))
+        .arg("--cert")
+        .arg(path("operator.crt"))
+        .arg("--key")
+        .arg(path("operator.key"))
+        .args(["key-change", "revoke", "--centre", "410800", "--key-id", &jiaozuo_key.key_id().to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let revoked_sequence: u64 = printed.trim().strip_prefix("signed into sequence ").unwrap().parse().unwrap();
     let started = Instant::now();
     for counter in [hangzhou_counter.clone(), beijing_counter.clone()] {
-        while signed_sequence(counter.clone()).await.0 < revoked.sequence {
+        while signed_sequence(counter.clone()).await.0 < revoked_sequence {
             assert!(started.elapsed() < REFRESH * 10, "the revocation did not propagate");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
