@@ -9,6 +9,7 @@
 //! count the work the service did, and the service must log no warning or error.
 #![forbid(unsafe_code)]
 
+mod federation;
 mod load;
 mod members;
 mod processes;
@@ -41,6 +42,9 @@ pub(crate) enum Scenario {
     Lookup,
     /// PublishStatuses in batches of 1,000.
     Publish,
+    /// VerifyCode at another centre's node (consumed at the issuer's node) against a verify at
+    /// the issuer's node, both over mutual TLS.
+    Federation,
 }
 
 /// Options of a run.
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         service_channels,
         codes,
         anchor_binary,
+        liangma_binary,
         data_dir,
         rows: Vec::new(),
     };
@@ -120,6 +125,9 @@ fn main() -> anyhow::Result<()> {
     }
     if options.runs(Scenario::Publish) {
         bench.publish()?;
+    }
+    if options.runs(Scenario::Federation) {
+        bench.federation()?;
     }
     let problems = bench.service.problems();
     ensure!(problems == 0, "liangma logged {problems} warnings or errors during the run");

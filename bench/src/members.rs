@@ -55,12 +55,21 @@ impl Codes {
         Ok(Self { issuer, trust, public_key_hex, next_member: AtomicU64::new(0) })
     }
 
-    /// `count` codes, each claiming exactly what the registry holds for its member.
+    /// `count` codes for Shenzhen (440300), each claiming exactly what the registry holds for its member.
     pub(crate) fn make(&self, count: usize) -> anyhow::Result<Arc<Vec<String>>> {
+        self.make_for(count, Some("440300".parse()?))
+    }
+
+    /// `count` codes for `audience` (`None`: any centre).
+    pub(crate) fn make_for(
+        &self,
+        count: usize,
+        audience: Option<liangma::code::CentreCode>,
+    ) -> anyhow::Result<Arc<Vec<String>>> {
         use liangma::clock::Clock;
         let request = liangma::issue::IssueRequest {
             purpose: liangma::code::Purpose::OffsiteLoan,
-            audience: Some("440300".parse()?),
+            audience,
             lifetime_seconds: 86_400,
         };
         let now = liangma::clock::SystemClock.now();

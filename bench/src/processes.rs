@@ -33,7 +33,7 @@ pub(crate) fn redis_cpu(socket: &Path) -> anyhow::Result<Duration> {
 }
 
 /// A child process killed on drop, so that a failed run leaves nothing behind.
-pub(crate) struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {

@@ -55,6 +55,7 @@ pub(crate) struct Bench {
     pub(crate) service_channels: Vec<Channel>,
     pub(crate) codes: Codes,
     pub(crate) anchor_binary: PathBuf,
+    pub(crate) liangma_binary: PathBuf,
     pub(crate) data_dir: PathBuf,
     pub(crate) rows: Vec<Row>,
 }
