@@ -188,12 +188,19 @@ pub async fn build_node<S: Store>(config: &Config, store: S, clock: Arc<dyn Cloc
         )?;
         let kept = following.cached();
         let signed = match following.fetch(kept.as_ref().map_or(0, |kept| kept.issue.sequence)).await {
-            Ok(Some((fetched, text))) if fetched.replaces(kept.as_ref()).unwrap_or(false) => {
-                save_atomically(&following.cache, &text)
-                    .with_context(|| format!("keeping the signed list in {}", following.cache.display()))?;
-                fetched
-            }
-            Ok(_) => kept.context("the directory answered no list and none is kept")?,
+            Ok(Some((fetched, text))) => match fetched.replaces(kept.as_ref()) {
+                Ok(true) => {
+                    save_atomically(&following.cache, &text)
+                        .with_context(|| format!("keeping the signed list in {}", following.cache.display()))?;
+                    fetched
+                }
+                Ok(false) => kept.context("the directory answered no list and none is kept")?,
+                Err(error) => {
+                    tracing::error!(%error, "signed trust list from the directory refused; using the kept list");
+                    kept.context("no signed trust list is kept")?
+                }
+            },
+            Ok(None) => kept.context("the directory answered no list and none is kept")?,
             Err(error) => {
                 tracing::warn!(%error, "trust directory not reachable at start; using the kept list");
                 kept.with_context(|| format!("{error}; and no signed trust list is kept from an earlier run"))?

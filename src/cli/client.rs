@@ -138,6 +138,13 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             println!();
             Ok(ExitCode::from(EXIT_VALID))
         }
+        ClientCommand::ExportTrustList => {
+            let mut client = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(channel)
+                .max_decoding_message_size(crate::trust::directory::MAX_SIGNED_LIST_BYTES + 1024);
+            let answer = client.get_signed_trust_list(pb::GetSignedTrustListRequest { known_sequence: 0 }).await?;
+            print!("{}", answer.into_inner().signed_list);
+            Ok(ExitCode::from(EXIT_VALID))
+        }
         ClientCommand::Usage { issuer, id_number } => {
             let mut client = pb::usage_record_service_client::UsageRecordServiceClient::new(channel);
             let response = client

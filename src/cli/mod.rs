@@ -185,6 +185,9 @@ enum ClientCommand {
     /// Submit a key change to the trust directory (a centre's operator certificate).
     #[command(subcommand)]
     KeyChange(KeyChangeCommand),
+    /// Print the directory's signed trust list (for offline verifiers: `liangma verify --trust
+    /// FILE --directory-public-key HEX`).
+    ExportTrustList,
 }
 
 #[derive(Debug, Subcommand)]

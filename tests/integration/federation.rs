@@ -537,16 +537,30 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     let operator = ca.issue(&[grant(JIAOZUO, Role::Operator)], false);
     std::fs::write(path("operator.crt"), &operator.certificate).unwrap();
     write_secret(&path("operator.key"), &operator.private_key);
-    let output = Command::new(env!("CARGO_BIN_EXE_liangma"))
-        .args(["client", "--server", &directory.url(), "--ca"])
-        .arg(path("ca.pem"))
-        .arg("--cert")
-        .arg(path("operator.crt"))
-        .arg("--key")
-        .arg(path("operator.key"))
-        .args(["key-change", "revoke", "--centre", "410800", "--key-id", &jiaozuo_key.key_id().to_string()])
+    let client = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_liangma"))
+            .args(["client", "--server", &directory.url(), "--ca"])
+            .arg(path("ca.pem"))
+            .arg("--cert")
+            .arg(path("operator.crt"))
+            .arg("--key")
+            .arg(path("operator.key"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // An offline verifier exports the signed list and checks a code against it first.
+    let exported = client(&["export-trust-list"]);
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    std::fs::write(path("exported.json"), &exported.stdout).unwrap();
+    let offline = Command::new(env!("CARGO_BIN_EXE_liangma"))
+        .args(["verify", "--trust"])
+        .arg(path("exported.json"))
+        .args(["--directory-public-key", &directory_hex, "--centre", "330100", &codes[3]])
         .output()
         .unwrap();
+    assert_eq!(offline.status.code(), Some(0), "{}", String::from_utf8_lossy(&offline.stderr));
+    let output = client(&["key-change", "revoke", "--centre", "410800", "--key-id", &jiaozuo_key.key_id().to_string()]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8(output.stdout).unwrap();
     let revoked_sequence: u64 = printed.trim().strip_prefix("signed into sequence ").unwrap().parse().unwrap();
