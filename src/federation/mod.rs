@@ -2,6 +2,7 @@
 
 pub mod directory;
 pub mod identity;
+mod node_tls;
 pub mod refresh;
 pub mod remote;
 

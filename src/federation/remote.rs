@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::code::CentreCode;
 use crate::pb::v1 as pb;
@@ -34,7 +34,7 @@ pub struct GrpcLink {
     tls: TlsMaterial,
     timeout: Duration,
     breaker: BreakerSettings,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(CentreCode, String), Channel>>,
     breakers: Mutex<HashMap<CentreCode, Breaker>>,
 }
 
@@ -53,19 +53,15 @@ impl GrpcLink {
         Self { tls, timeout, breaker, channels: Mutex::default(), breakers: Mutex::default() }
     }
 
-    fn channel(&self, node: &str) -> Result<Channel, String> {
+    fn channel(&self, issuer: CentreCode, node: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(channel) = channels.get(node) {
+        let key = (issuer, node.to_owned());
+        if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(node.to_owned())
-            .and_then(|endpoint| endpoint.tls_config(self.tls.client_config()))
-            .map_err(|e| format!("node address {node}: {e}"))?
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        channels.insert(node.to_owned(), channel.clone());
+        // The server must prove to be the issuer's node, not just any holder of a CA certificate.
+        let channel = self.tls.node_channel(node, issuer, self.timeout)?;
+        channels.insert(key, channel.clone());
         Ok(channel)
     }
 
@@ -104,7 +100,7 @@ impl GrpcLink {
         if let Err(left) = self.admit(issuer) {
             return Err(unreachable(format!("failing; next try in {} ms", left.as_millis())));
         }
-        let channel = self.channel(node).map_err(unreachable)?;
+        let channel = self.channel(issuer, node).map_err(unreachable)?;
         let response = match tokio::time::timeout(self.timeout, send(NodeClient::new(channel))).await {
             Err(_) => Err(tonic::Status::deadline_exceeded("no answer in time")),
             Ok(result) => result,

@@ -532,6 +532,27 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
         verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[2], "hz-3")).await.unwrap().into_inner();
     assert_eq!(old_key_code.verdict(), pb::Verdict::Valid, "{old_key_code:?}");
 
+    // A node address that leads to another centre's node (a wrong or hijacked entry): Hangzhou
+    // refuses to take Beijing's node for Jiaozuo's, whatever its certificate's CA and host.
+    let set_node = |port: u16| pb::SubmitKeyChangeRequest {
+        centre: JIAOZUO.to_string(),
+        change: Some(pb::submit_key_change_request::Change::SetNode(pb::SetNode {
+            address: format!("https://127.0.0.1:{port}"),
+        })),
+    };
+    let redirected = national.submit_key_change(set_node(beijing_port)).await.unwrap().into_inner().sequence;
+    while signed_sequence(hangzhou_counter.clone()).await.0 < redirected {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let misled = verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[3], "hz-4")).await.unwrap();
+    assert_eq!(misled.into_inner().verdict(), pb::Verdict::IssuerUnreachable);
+    let log = std::fs::read_to_string(&hangzhou.log).unwrap();
+    assert!(log.contains("does not grant the node role of centre 410800"), "{log}");
+    let restored = national.submit_key_change(set_node(jiaozuo_port)).await.unwrap().into_inner().sequence;
+    while signed_sequence(hangzhou_counter.clone()).await.0 < restored {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Revocation: refused by every node within one refresh interval (plus one fetch).
     // (Submitted with the CLI, as Jiaozuo's operators would.)
     let operator = ca.issue(&[grant(JIAOZUO, Role::Operator)], false);
