@@ -370,6 +370,43 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     .publish_statuses(pb::PublishStatusesRequest { centre: JIAOZUO.to_string(), records: Vec::new() })
     .await;
     assert_eq!(publish_for_another.unwrap_err().code(), tonic::Code::PermissionDenied);
+    // Nor may it issue, revoke or read the usage record for Jiaozuo's members.
+    let hangzhou_core_at_jiaozuo = channel(&ca, &jiaozuo.url(), Some(&[grant(HANGZHOU, Role::Core)]), false);
+    let issue_for_another = pb::issuer_service_client::IssuerServiceClient::new(hangzhou_core_at_jiaozuo.clone())
+        .issue_code(pb::IssueCodeRequest {
+            issuer_centre: JIAOZUO.to_string(),
+            id_number: ZHANG_WEI.into(),
+            purpose: pb::Purpose::OffsiteLoan.into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(issue_for_another.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let revoke_for_another = pb::issuer_service_client::IssuerServiceClient::new(hangzhou_core_at_jiaozuo.clone())
+        .revoke_code(pb::RevokeCodeRequest {
+            issuer_centre: JIAOZUO.to_string(),
+            id_number: ZHANG_WEI.into(),
+            code_id: "00".repeat(12),
+        })
+        .await;
+    assert_eq!(revoke_for_another.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let usage_of_another = pb::usage_record_service_client::UsageRecordServiceClient::new(hangzhou_core_at_jiaozuo)
+        .list_usage(pb::ListUsageRequest { issuer_centre: JIAOZUO.to_string(), id_number: ZHANG_WEI.into() })
+        .await;
+    assert_eq!(usage_of_another.unwrap_err().code(), tonic::Code::PermissionDenied);
+    // Reloading a node's trust list is for its operators (and a node following the directory has
+    // no file to reload).
+    let reload = |grants: Vec<Grant>| {
+        let channel = channel(&ca, &hangzhou.url(), Some(&grants), false);
+        async move {
+            pb::trust_directory_service_client::TrustDirectoryServiceClient::new(channel)
+                .reload_trust_list(pb::ReloadTrustListRequest {})
+                .await
+                .unwrap_err()
+                .code()
+        }
+    };
+    assert_eq!(reload(vec![grant(HANGZHOU, Role::Counter)]).await, tonic::Code::PermissionDenied);
+    assert_eq!(reload(vec![grant(HANGZHOU, Role::Operator)]).await, tonic::Code::FailedPrecondition);
     // A node may consume only in the name of the centre its certificate names.
     let impostor = pb::node_service_client::NodeServiceClient::new(channel(
         &ca,
