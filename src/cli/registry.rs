@@ -20,12 +20,21 @@ pub(super) fn forget(config_path: Option<&Path>, centre: CentreCode, id_number: 
         "the memory store lives inside the serving process: restarting it forgets every record"
     );
     let id_number: IdNumber = id_number.parse().context("--id-number")?;
-    let (_, issuers, _) = crate::app::identity(&config, SystemClock.now())?;
-    let issuer = issuers
-        .iter()
-        .find(|issuer| issuer.centre() == centre)
-        .with_context(|| format!("this configuration does not issue for centre {centre}"))?;
-    let subject = crate::model::Subject { centre, reference: issuer.subject_ref(&id_number) };
+    // Only the centre's subject secret is needed, so this works on every kind of node (a file's
+    // trust list, a directory, a node following one).
+    let reference = match config.issuers.iter().find(|issuer| issuer.centre == centre) {
+        Some(issuer) => crate::trust::SubjectSecret::read_file(&issuer.subject_secret)?.subject_ref(&id_number),
+        None if config.is_dev_setup() => {
+            let (_, issuers, _) = crate::app::identity(&config, SystemClock.now())?;
+            let issuer = issuers
+                .iter()
+                .find(|issuer| issuer.centre() == centre)
+                .with_context(|| format!("this configuration does not issue for centre {centre}"))?;
+            issuer.subject_ref(&id_number)
+        }
+        None => anyhow::bail!("this configuration does not issue for centre {centre}"),
+    };
+    let subject = crate::model::Subject { centre, reference };
     let settings = RedisSettings {
         url: config.store.redis_url.clone(),
         key_prefix: config.store.key_prefix.clone(),
