@@ -89,6 +89,8 @@ async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) 
         federation = config.federation.is_some(),
         "liangma serving"
     );
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    tracing::info!("counter console: {scheme}://{}/console/", listener.local_addr()?);
     let mut settings = ServerSettings::from_config(config);
     settings.tls = node.tls;
     settings.directory = node.directory.clone();

@@ -6,6 +6,7 @@ pub mod convert;
 mod guard;
 pub mod handlers;
 mod status;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -148,6 +149,8 @@ pub async fn serve<S: Store>(
         builder = builder.tls_config(tls.server_config(settings.connections.handshake_timeout))?;
     }
     let server = builder
+        // Browsers speak HTTP/1.1 to a plaintext or a TLS origin alike: the pages and gRPC-web.
+        .accept_http1(true)
         .max_concurrent_streams(settings.max_streams_per_connection)
         .concurrency_limit_per_connection(settings.max_calls_per_connection)
         .http2_keepalive_interval(Some(settings.http2_keepalive))
@@ -158,6 +161,8 @@ pub async fn serve<S: Store>(
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .layer(GuardLayer { request_timeout: settings.request_timeout })
+        .layer(web::WebPagesLayer)
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(

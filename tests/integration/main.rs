@@ -16,3 +16,4 @@ mod service;
 mod store_contract;
 mod use_cases;
 mod vectors;
+mod web;
