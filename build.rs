@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/liangma/v1/trust.proto",
         "proto/liangma/v1/loan.proto",
         "proto/liangma/v1/node.proto",
+        "proto/liangma/v1/member.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

@@ -10,7 +10,10 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
-const PAGES = [{ name: "console", entry: "console.ts", copy: ["index.html", "console.css"] }];
+const PAGES = [
+  { name: "console", entry: "console.ts", copy: ["index.html", "console.css"] },
+  { name: "code", entry: "code.ts", copy: ["index.html", "code.css"] },
+];
 
 function generate(out) {
   const template = join(mkdtempSync(join(tmpdir(), "liangma-buf-")), "buf.gen.yaml");

@@ -138,6 +138,20 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             println!();
             Ok(ExitCode::from(EXIT_VALID))
         }
+        ClientCommand::MemberPage { issuer, id_number, lifetime } => {
+            let mut client = pb::member_page_service_client::MemberPageServiceClient::new(channel);
+            let answer = client
+                .open_member_session(pb::OpenMemberSessionRequest {
+                    issuer_centre: issuer.to_string(),
+                    id_number,
+                    lifetime_seconds: lifetime.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            println!("{}{}", args.server.trim_end_matches('/'), answer.page_path);
+            eprintln!("valid until {}", crate::clock::Timestamp::from_unix(answer.expires_at_unix));
+            Ok(ExitCode::from(EXIT_VALID))
+        }
         ClientCommand::ExportTrustList => {
             let mut client = pb::trust_directory_service_client::TrustDirectoryServiceClient::new(channel)
                 .max_decoding_message_size(crate::trust::directory::MAX_SIGNED_LIST_BYTES + 1024);

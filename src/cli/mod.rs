@@ -185,6 +185,19 @@ enum ClientCommand {
     /// Submit a key change to the trust directory (a centre's operator certificate).
     #[command(subcommand)]
     KeyChange(KeyChangeCommand),
+    /// As the home centre's backend: open a member's code page and print its address (the
+    /// session in it acts for the member until it expires).
+    MemberPage {
+        /// The member's home centre.
+        #[arg(long)]
+        issuer: CentreCode,
+        /// The member's ID number (authenticated by the backend).
+        #[arg(long)]
+        id_number: String,
+        /// Session lifetime in seconds (60 to 3600; default 900).
+        #[arg(long)]
+        lifetime: Option<u32>,
+    },
     /// Print the directory's signed trust list (for offline verifiers: `liangma verify --trust
     /// FILE --directory-public-key HEX`).
     ExportTrustList,

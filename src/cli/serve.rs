@@ -90,7 +90,12 @@ async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) 
         "liangma serving"
     );
     let scheme = if config.tls.is_some() { "https" } else { "http" };
-    tracing::info!("counter console: {scheme}://{}/console/", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    tracing::info!("counter console: {scheme}://{address}/console/");
+    tracing::info!(
+        "member code page: {scheme}://{address}/code/#session=… (a session from OpenMemberSession, e.g. \
+         `liangma client member-page --issuer 410800 --id-number …`)"
+    );
     let mut settings = ServerSettings::from_config(config);
     settings.tls = node.tls;
     settings.directory = node.directory.clone();

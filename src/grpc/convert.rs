@@ -10,8 +10,9 @@ use crate::model::{IdNumber, PreviousUse, PublishOutcome, RegistryRecord, Reques
 use crate::pb::v1 as pb;
 use crate::service::link::RemoteAnswer;
 use crate::service::{
-    CodeInput, ConsumeCommand, IssueCommand, IssuedCode, LoanCommand, LoanOutcome, Member, MemberStatus, PartyInput,
-    PublishCommand, QrFormat, QrImage, RevokeCommand, ServiceError, TrustListSize, Verification, VerifyCommand,
+    CodeInput, CodeRequest, ConsumeCommand, IssueCommand, IssuedCode, LoanCommand, LoanOutcome, Member, MemberStatus,
+    PartyInput, PublishCommand, QrFormat, QrImage, RevokeCommand, ServiceError, TrustListSize, Verification,
+    VerifyCommand,
 };
 use crate::verify::Reason;
 
@@ -477,6 +478,37 @@ impl TryFrom<pb::SubmitKeyChangeRequest> for (CentreCode, KeyChange) {
             None => return Err(invalid("change", "give add, rotate, revoke or set_node")),
         };
         Ok((centre, change))
+    }
+}
+
+impl TryFrom<pb::ShowCodeRequest> for (String, CodeRequest) {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::ShowCodeRequest) -> Result<Self, ServiceError> {
+        let request_for = CodeRequest {
+            purpose: purpose("purpose", request.purpose)?.unwrap_or(Purpose::OffsiteLoan),
+            audience: optional_centre("audience_centre", &request.audience_centre)?,
+            lifetime_seconds: None,
+            qr: Some(QrFormat::Svg),
+        };
+        Ok((request.session, request_for))
+    }
+}
+
+impl TryFrom<pb::RevokeMyCodeRequest> for (String, CodeId) {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::RevokeMyCodeRequest) -> Result<Self, ServiceError> {
+        Ok((request.session, code_id("code_id", &request.code_id)?))
+    }
+}
+
+impl TryFrom<pb::OpenMemberSessionRequest> for (Member, Option<u32>) {
+    type Error = ServiceError;
+
+    fn try_from(request: pb::OpenMemberSessionRequest) -> Result<Self, ServiceError> {
+        let member = member("issuer_centre", &request.issuer_centre, &request.id_number)?;
+        Ok((member, (request.lifetime_seconds != 0).then_some(request.lifetime_seconds)))
     }
 }
 

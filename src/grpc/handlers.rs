@@ -268,3 +268,52 @@ impl<S: Store> pb::loan_service_server::LoanService for Handlers<S> {
         Ok(Response::new(outcome.into()))
     }
 }
+
+#[tonic::async_trait]
+impl<S: Store> pb::member_page_service_server::MemberPageService for Handlers<S> {
+    async fn open_member_session(
+        &self,
+        request: Request<pb::OpenMemberSessionRequest>,
+    ) -> Result<Response<pb::OpenMemberSessionResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let (member, lifetime): (Member, Option<u32>) = request.into_inner().try_into()?;
+        caller.require(Role::Core, member.centre)?;
+        let session = self.service.open_member_session(&member, lifetime).await?;
+        tracing::info!(centre = %member.centre, "member page session opened");
+        Ok(Response::new(pb::OpenMemberSessionResponse {
+            page_path: format!("/code/#session={}", session.token),
+            session: session.token,
+            expires_at_unix: session.expires_at.unix(),
+        }))
+    }
+
+    // The page's calls carry the session instead of a certificate: it names one member, so they
+    // need no role (a browser holds no client certificate).
+    async fn show_code(
+        &self,
+        request: Request<pb::ShowCodeRequest>,
+    ) -> Result<Response<pb::IssueCodeResponse>, Status> {
+        let (session, code): (String, crate::service::CodeRequest) = request.into_inner().try_into()?;
+        let issued = self.service.show_code(&session, code).await?;
+        tracing::info!(code_id = %issued.claims.code_id, issuer = %issued.claims.issuer, "issued to a member page");
+        Ok(Response::new(issued.into()))
+    }
+
+    async fn list_my_usage(
+        &self,
+        request: Request<pb::ListMyUsageRequest>,
+    ) -> Result<Response<pb::ListUsageResponse>, Status> {
+        let entries = self.service.my_usage(&request.into_inner().session).await?;
+        Ok(Response::new(pb::ListUsageResponse { entries: entries.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn revoke_my_code(
+        &self,
+        request: Request<pb::RevokeMyCodeRequest>,
+    ) -> Result<Response<pb::RevokeCodeResponse>, Status> {
+        let (session, code_id): (String, crate::code::CodeId) = request.into_inner().try_into()?;
+        self.service.revoke_my_code(&session, code_id).await?;
+        tracing::info!(%code_id, "code revoked from a member page");
+        Ok(Response::new(pb::RevokeCodeResponse {}))
+    }
+}

@@ -78,7 +78,7 @@ impl ServerSettings {
 }
 
 /// Names of the liangma services, as health checks ask for them.
-pub const SERVICE_NAMES: [&str; 7] = [
+pub const SERVICE_NAMES: [&str; 8] = [
     "liangma.v1.IssuerService",
     "liangma.v1.VerifierService",
     "liangma.v1.RegistryService",
@@ -86,18 +86,20 @@ pub const SERVICE_NAMES: [&str; 7] = [
     "liangma.v1.TrustDirectoryService",
     "liangma.v1.LoanService",
     "liangma.v1.NodeService",
+    "liangma.v1.MemberPageService",
 ];
 
 /// The services that need the store and a usable trust list (every one but the trust
 /// directory), and `""`, the server as a whole: health reports them NOT_SERVING while the
 /// store does not answer or the directory's signed list has expired.
-const NEED_THE_STORE: [&str; 7] = [
+const NEED_THE_STORE: [&str; 8] = [
     "liangma.v1.IssuerService",
     "liangma.v1.VerifierService",
     "liangma.v1.RegistryService",
     "liangma.v1.UsageRecordService",
     "liangma.v1.LoanService",
     "liangma.v1.NodeService",
+    "liangma.v1.MemberPageService",
     "",
 ];
 
@@ -183,7 +185,10 @@ pub async fn serve<S: Store>(
                 .max_decoding_message_size(limit),
         )
         .add_service(pb::loan_service_server::LoanServiceServer::new(handlers.clone()).max_decoding_message_size(limit))
-        .add_service(pb::node_service_server::NodeServiceServer::new(handlers).max_decoding_message_size(limit))
+        .add_service(pb::node_service_server::NodeServiceServer::new(handlers.clone()).max_decoding_message_size(limit))
+        .add_service(
+            pb::member_page_service_server::MemberPageServiceServer::new(handlers).max_decoding_message_size(limit),
+        )
         .serve_with_incoming_shutdown(connection::incoming(listener, settings.connections), signal);
     let served = tokio::select! {
         result = server => result,

@@ -36,6 +36,7 @@ impl From<ServiceError> for Status {
             | ServiceError::KeyChangeRefused(_)
             | ServiceError::TrustListNotReloaded(_) => Status::failed_precondition(message),
             ServiceError::TrustListExpired(_) => Status::unavailable(message),
+            ServiceError::NoSession => Status::unauthenticated(message),
             ServiceError::StoreUnavailable(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");
                 Status::unavailable("registry store unavailable; retry shortly")

@@ -26,14 +26,17 @@ macro_rules! asset {
 }
 
 /// Everything the pages need; nothing else is served.
-const ASSETS: [Asset; 3] = [
+const ASSETS: [Asset; 6] = [
     asset!("/console/", "console/index.html", "text/html; charset=utf-8"),
     asset!("/console/console.js", "console/console.js", "text/javascript; charset=utf-8"),
     asset!("/console/console.css", "console/console.css", "text/css; charset=utf-8"),
+    asset!("/code/", "code/index.html", "text/html; charset=utf-8"),
+    asset!("/code/code.js", "code/code.js", "text/javascript; charset=utf-8"),
+    asset!("/code/code.css", "code/code.css", "text/css; charset=utf-8"),
 ];
 
 /// Paths that lead to a page.
-const REDIRECTS: [(&str, &str); 2] = [("/", "/console/"), ("/console", "/console/")];
+const REDIRECTS: [(&str, &str); 3] = [("/", "/console/"), ("/console", "/console/"), ("/code", "/code/")];
 
 /// Scripts and styles only from this origin, no framing, no referrer; the camera stays in the page.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; \

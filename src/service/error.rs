@@ -70,6 +70,9 @@ pub enum ServiceError {
         "the national trust list expired at {0} and no fresher list arrived from the directory: verification is suspended"
     )]
     TrustListExpired(crate::clock::Timestamp),
+    /// The member page's session is unknown or expired.
+    #[error("unknown or expired session: open the page again from the app")]
+    NoSession,
     /// This node is not the trust directory.
     #[error("this node is not the trust directory")]
     NotTheDirectory,

@@ -39,6 +39,19 @@ pub struct IssuedCode {
     pub qr: Option<QrImage>,
 }
 
+/// What a code is to be, whoever it is for.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeRequest {
+    /// What the code is for.
+    pub purpose: Purpose,
+    /// Only centre that may accept it.
+    pub audience: Option<CentreCode>,
+    /// Requested lifetime in seconds; `None` = the configured lifetime.
+    pub lifetime_seconds: Option<u32>,
+    /// QR image wanted.
+    pub qr: Option<QrFormat>,
+}
+
 /// What an issuance asks for, validated.
 #[derive(Debug, Clone)]
 pub struct IssueCommand {
@@ -57,8 +70,14 @@ pub struct IssueCommand {
 impl<S: Store> Liangma<S> {
     /// Issues a code from the member's current registry status.
     pub async fn issue(&self, command: IssueCommand) -> Result<IssuedCode, ServiceError> {
-        let issuer = self.issuer(command.member.centre)?;
         let subject = self.member_subject(&command.member)?;
+        let IssueCommand { purpose, audience, lifetime_seconds, qr, .. } = command;
+        self.issue_to(subject, CodeRequest { purpose, audience, lifetime_seconds, qr }).await
+    }
+
+    /// Issues to `subject`, a member of a centre this deployment issues for.
+    pub(super) async fn issue_to(&self, subject: Subject, command: CodeRequest) -> Result<IssuedCode, ServiceError> {
+        let issuer = self.issuer(subject.centre)?;
         let record = self.store.get(subject).await?.ok_or(ServiceError::NotPublished(subject.centre))?;
         let lifetime = command.lifetime_seconds.unwrap_or(self.settings.code_lifetime_seconds);
         if !(1..=self.settings.code_lifetime_seconds).contains(&lifetime) {

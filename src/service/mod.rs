@@ -9,6 +9,7 @@ mod in_flight;
 mod issue;
 pub mod link;
 mod loan;
+mod member_page;
 mod registry;
 mod revoke;
 mod trust;
@@ -34,8 +35,9 @@ use crate::trust::directory::{DirectoryError, Freshness, SignedTrustList};
 use crate::verify::VerifierPolicy;
 
 pub use error::ServiceError;
-pub use issue::{IssueCommand, IssuedCode, QrFormat, QrImage};
+pub use issue::{CodeRequest, IssueCommand, IssuedCode, QrFormat, QrImage};
 pub use loan::{LoanCommand, LoanOutcome, PartyInput};
+pub use member_page::{DEFAULT_SESSION_SECONDS, MAX_SESSION_SECONDS, MemberSession};
 pub use registry::{MAX_NAME_CHARS, MemberStatus, PublishCommand, mask_name};
 pub use revoke::RevokeCommand;
 pub use trust::TrustListSize;

@@ -21,6 +21,7 @@ struct State {
     digits: HashMap<String, (String, Timestamp)>,
     remote_grants: HashMap<(Subject, CodeId), (String, Granted, Timestamp)>,
     deferred: std::collections::BTreeMap<String, DeferredUse>,
+    sessions: HashMap<String, (Subject, Timestamp)>,
     writes_since_sweep: u32,
 }
 
@@ -57,6 +58,7 @@ impl State {
         self.issued.retain(|_, until| now < *until);
         self.digits.retain(|_, (_, until)| now < *until);
         self.remote_grants.retain(|_, (_, _, until)| now < *until);
+        self.sessions.retain(|_, (_, until)| now < *until);
     }
 }
 
@@ -266,6 +268,20 @@ impl CodeStore for MemoryStore {
             .get(&(subject, code_id))
             .filter(|(stored, _, until)| now < *until && super::same_secret(stored, grant))
             .map(|(_, granted, _)| granted.clone()))
+    }
+
+    async fn put_session(&self, key: &str, subject: Subject, ttl_seconds: u64) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let until = self.deadline(ttl_seconds);
+        let mut state = self.state();
+        state.note_write(now);
+        state.sessions.insert(key.to_owned(), (subject, until));
+        Ok(())
+    }
+
+    async fn session(&self, key: &str) -> Result<Option<Subject>, StoreError> {
+        let now = self.clock.now();
+        Ok(self.state().sessions.get(key).filter(|(_, until)| now < *until).map(|(subject, _)| *subject))
     }
 
     async fn defer(&self, deferred: &DeferredUse) -> Result<bool, StoreError> {

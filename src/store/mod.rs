@@ -144,6 +144,17 @@ pub trait CodeStore: Send + Sync + 'static {
     /// Removes a replayed deferred consumption.
     fn deferred_done(&self, request_id: &RequestId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Stores a member page session (the hash of its token) for `ttl_seconds`.
+    fn put_session(
+        &self,
+        key: &str,
+        subject: Subject,
+        ttl_seconds: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The member of a live session.
+    fn session(&self, key: &str) -> impl Future<Output = Result<Option<Subject>, StoreError>> + Send;
+
     /// The code text for live digits.
     fn resolve_digits(&self, digits: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }

@@ -113,6 +113,10 @@ impl RedisStore {
         self.subject_key(subject, format_args!("code:{code_id}"))
     }
 
+    fn session_key(&self, key: &str) -> String {
+        format!("{}:{{session:{key}}}", self.prefix)
+    }
+
     fn deferred_key(&self) -> String {
         format!("{}:{{deferred}}", self.prefix)
     }
@@ -481,6 +485,24 @@ impl CodeStore for RedisStore {
         let has_live: u8 = fields.parsed()?;
         let live = if has_live == 1 { decode_record(Some(fields.text()?.to_owned()))? } else { None };
         Ok(Some(Granted { subject, verified_at, claims, live }))
+    }
+
+    async fn put_session(&self, key: &str, subject: Subject, ttl_seconds: u64) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let stored = format!("{}|{}", subject.centre, subject.reference.to_full_hex());
+        self.bounded(connection.set_ex::<_, _, ()>(self.session_key(key), stored, ttl_seconds.max(1))).await
+    }
+
+    async fn session(&self, key: &str) -> Result<Option<Subject>, StoreError> {
+        let mut connection = self.connection.clone();
+        let stored: Option<String> = self.bounded(connection.get(self.session_key(key))).await?;
+        let Some(stored) = stored else { return Ok(None) };
+        let mut fields = Fields::new(&stored, 2, "member session");
+        let centre = fields.parsed()?;
+        let mut reference = [0u8; 12];
+        hex::decode_to_slice(fields.text()?, &mut reference)
+            .map_err(|_| StoreError::Corrupt("member session".into()))?;
+        Ok(Some(Subject { centre, reference: crate::code::SubjectRef::from_bytes(reference) }))
     }
 
     async fn defer(&self, deferred: &DeferredUse) -> Result<bool, StoreError> {

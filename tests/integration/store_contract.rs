@@ -46,6 +46,7 @@ on_every_store!(
     digits_resolve_until_taken_and_the_store_answers_pings,
     deferred_consumptions_queue_once_per_request_and_a_replayed_double_use_is_recorded,
     remote_answers_are_kept_for_lookups_under_their_grant,
+    member_page_sessions_name_their_member_until_they_expire,
 );
 
 fn now() -> Timestamp {
@@ -263,4 +264,11 @@ async fn remote_answers_are_kept_for_lookups_under_their_grant(store: &impl Stor
         assert_eq!(store.remote_granted(holder, code_id, "secret-grant").await.unwrap(), Some(granted));
         assert_eq!(store.remote_granted(holder, code_id, "secret-grang").await.unwrap(), None);
     }
+}
+
+async fn member_page_sessions_name_their_member_until_they_expire(store: &impl Store) {
+    let holder = subject(12);
+    store.put_session("a1b2", holder, 900).await.unwrap();
+    assert_eq!(store.session("a1b2").await.unwrap(), Some(holder));
+    assert_eq!(store.session("a1b3").await.unwrap(), None);
 }

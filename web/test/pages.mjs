@@ -1,8 +1,11 @@
-// The counter console in a real browser (Debian's chromium, headless, through playwright-core):
-// a real `liangma serve` (dev setup), codes issued with the CLI, and the console fed by a fake
-// camera playing a code's QR, by a keyboard-wedge scanner and by typed digits. Checks the
-// screens a clerk relies on, runs axe-core, and saves a screenshot of each state.
-//   LIANGMA_BIN=../target/debug/liangma SCREENSHOT_DIR=../target/screenshots node test/console.mjs
+// The pages in a real browser (Debian's chromium, headless, through playwright-core), against a
+// real `liangma serve` (dev setup) with codes issued by the CLI:
+// - the counter console fed by a fake camera playing a code's QR, by a keyboard-wedge scanner
+//   and by typed digits;
+// - the member's code page opened through a backend session: its QR read back from a screenshot
+//   by zbarimg and verified, a new code after use, revocation.
+// Checks what clerks and members rely on, runs axe-core, and saves a screenshot of each state.
+//   LIANGMA_BIN=../target/debug/liangma SCREENSHOT_DIR=../target/screenshots node test/pages.mjs
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
@@ -20,7 +23,7 @@ const ZHANG_WEI = "410802198503120012";
 const WANG_FANG = "410803199207040027";
 
 function fail(message) {
-  console.error(`console test: ${message}`);
+  console.error(`pages test: ${message}`);
   process.exitCode = 1;
   throw new Error(message);
 }
@@ -158,7 +161,66 @@ try {
   check((await page.evaluate(() => document.documentElement.scrollWidth)) <= 768, "no horizontal scroll at 768 px");
   await shoot("tablet");
   check(pageErrors.length === 0, `errors in the page: ${pageErrors.join("; ")}`);
-  console.log(`console test: passed; screenshots in ${shots}`);
+
+  // The member's code page, on a phone-sized screen, opened with a session from the backend.
+  const opened = spawnSyncText(["client", "--server", origin, "member-page", "--issuer", "410800", "--id-number", ZHANG_WEI]);
+  const pageUrl = opened.stdout.trim();
+  check(pageUrl.startsWith(`${origin}/code/#session=`), `a page address: ${pageUrl}`);
+  const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  phone.on("pageerror", (error) => pageErrors.push(String(error)));
+  await phone.goto(pageUrl);
+  const qrShown = () =>
+    phone.waitForFunction(() => {
+      const image = document.getElementById("qr");
+      return image?.complete && image.naturalWidth > 0 && document.getElementById("digits")?.textContent;
+    });
+  await qrShown();
+  check(!phone.url().includes("session"), "the session leaves the address bar");
+  check((await phone.textContent("#expiry")).includes("剩余"), "the expiry counts down");
+  /** The code on the phone's screen, as a counter's scanner would read it. */
+  const readScreen = async (name) => {
+    const path = join(shots, `code-${name}.png`);
+    await phone.screenshot({ path });
+    const decoded = spawnSync("zbarimg", ["--raw", "-q", "-Sdisable", "-Sqrcode.enable", path], { encoding: "utf8" });
+    check(decoded.status === 0, `zbarimg read no code from ${path}`);
+    return decoded.stdout.trim();
+  };
+  const shown = await readScreen("page");
+  check(shown.startsWith("LM1:"), `the screenshot holds a code: ${shown.slice(0, 12)}`);
+  const firstDigits = await phone.textContent("#digits");
+  const counter = spawnSync(binary, ["client", "--server", origin, "verify", shown], { encoding: "utf8" });
+  check(counter.status === 0 && counter.stdout.startsWith("VALID"), `the counter verifies the screen's code: ${counter.stdout}`);
+  // Used at the counter: the page shows a new code and the check in the usage record.
+  await phone.waitForFunction((before) => document.getElementById("digits")?.textContent !== before, firstDigits, { timeout: 15_000 })
+    .catch(() => fail("no new code after the code was used"));
+  await phone.waitForFunction(() => document.getElementById("usage")?.textContent?.includes("440300"));
+  check((await phone.textContent("#notice")).includes("已被使用"), "the member is told why the code changed");
+  await qrShown();
+  await phone.screenshot({ path: join(shots, "code-after-use.png"), fullPage: true });
+  // Revocation (a lost phone): the code on screen no longer verifies anywhere.
+  const beforeRevoke = await readScreen("before-revoke");
+  check(beforeRevoke !== shown, "a different code after use");
+  await phone.click("#revoke");
+  await phone.waitForFunction(() => document.getElementById("notice")?.textContent?.includes("作废"));
+  const revoked = spawnSync(binary, ["client", "--server", origin, "verify", beforeRevoke], { encoding: "utf8" });
+  check(revoked.stdout.startsWith("CODE_REVOKED"), `a revoked code is refused: ${revoked.stdout}`);
+  // Without a session there is nothing to show but the way back.
+  const stranger = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  await stranger.goto(`${origin}/code/#session=${"0".repeat(64)}`);
+  await stranger.waitForFunction(() => document.getElementById("notice")?.textContent?.includes("会话"));
+  check(await stranger.isHidden("#code"), "no code without a live session");
+  // Accessibility of the member page too.
+  const memberAudit = await (await browser.newContext({ viewport: { width: 390, height: 844 }, bypassCSP: true })).newPage();
+  const second = spawnSyncText(["client", "--server", origin, "member-page", "--issuer", "410800", "--id-number", WANG_FANG]);
+  await memberAudit.goto(second.stdout.trim());
+  await memberAudit.waitForFunction(() => document.getElementById("digits")?.textContent);
+  await memberAudit.addScriptTag({ path: join(here, "../node_modules/axe-core/axe.min.js") });
+  const memberViolations = await memberAudit.evaluate(async () =>
+    (await window.axe.run(document)).violations.filter((v) => ["serious", "critical"].includes(v.impact)).map((v) => `${v.id}: ${v.help}`),
+  );
+  check(memberViolations.length === 0, `axe-core on the code page: ${memberViolations.join("; ")}`);
+  check(pageErrors.length === 0, `errors in the pages: ${pageErrors.join("; ")}`);
+  console.log(`pages test: passed; screenshots in ${shots}`);
 } finally {
   await browser?.close();
   server.kill();
