@@ -115,6 +115,19 @@ try {
   check((await page.$$("#figures-body tr")).length === 7, "claims and live status side by side");
   await shoot("valid");
 
+  // The loan tab opens for the VALID borrower: this centre's policy, step by step.
+  check(await page.isVisible("#loan"), "the loan evaluation is offered after a VALID scan");
+  await page.fill("#house-price", "700000");
+  await page.selectOption("#house-kind", "2");
+  await page.fill("#building-age", "8");
+  await page.click("#evaluate");
+  await page.waitForSelector("#loan-result .amount, #loan-result .not-eligible", { timeout: 10_000 });
+  check((await page.$$("#loan-result .steps li")).length >= 3, "the steps of the evaluation are shown");
+  const outcome = await page.textContent("#loan-result");
+  check(/可贷最高额度|不符合贷款条件/.test(outcome), `an outcome in plain words: ${outcome.slice(0, 80)}`);
+  await shoot("loan");
+  await page.click("#code-input");
+
   // 3. The same code again: ALREADY_USED, when and where.
   await page.keyboard.type(scanned + "\n");
   await waitFor("已使用");

@@ -5,11 +5,15 @@ import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import jsQR from "jsqr";
 import { VerifierService, type VerifyCodeResponse } from "../gen/liangma/v1/verifier_pb";
+import { LoanService, HouseKind, type EvaluateOffsiteLoanResponse } from "../gen/liangma/v1/loan_pb";
 import { Verdict, type DepositStatus } from "../gen/liangma/v1/common_pb";
-import { ACCOUNT_STATUS, LOAN_STATE, UNKNOWN, VERDICTS, WORDS, type Language, type Tone } from "./text";
+import {
+  ACCOUNT_STATUS, CAPS, LOAN_STATE, LOAN_WORDS, PARTIES, REASONS, UNKNOWN, VERDICTS, WORDS, type Language, type Tone,
+} from "./text";
 
 const transport = createGrpcWebTransport({ baseUrl: location.origin });
 const verifier = createClient(VerifierService, transport);
+const loans = createClient(LoanService, transport);
 
 const HISTORY_KEPT = 20;
 /** The same text read again by the camera within this long is the same scan. */
@@ -28,7 +32,7 @@ const element = <T extends HTMLElement>(id: string): T => {
 const input = element<HTMLInputElement>("code-input");
 
 function word(key: string): string {
-  return WORDS[key]?.[language] ?? key;
+  return WORDS[key]?.[language] ?? LOAN_WORDS[key]?.[language] ?? key;
 }
 
 function applyLanguage(): void {
@@ -39,7 +43,13 @@ function applyLanguage(): void {
     ["check", "check"], ["figures-caption", "figuresCaption"], ["col-field", "colField"],
     ["col-claimed", "colClaimed"], ["col-live", "colLive"], ["history-title", "historyTitle"],
   ];
-  for (const [id, key] of texts) element(id).textContent = word(key);
+  const loanTexts: [string, string][] = [
+    ["loan-title", "loanTitle"], ["house-price-label", "housePriceLabel"], ["house-kind-label", "houseKindLabel"],
+    ["house-new", "houseNew"], ["house-second-hand", "houseSecondHand"], ["building-age-label", "buildingAgeLabel"],
+    ["term-label", "termLabel"], ["co-borrower-label", "coBorrowerLabel"], ["evaluate", "evaluate"],
+  ];
+  for (const [id, key] of [...texts, ...loanTexts]) element(id).textContent = word(key);
+  if (lastLoan) showLoan(lastLoan);
   element("camera").textContent = word(scanning ? "cameraStop" : "camera");
   if (lastShown.response) show(lastShown.response, false);
   else if (lastShown.error) showError(lastShown.error, false);
@@ -123,6 +133,13 @@ function show(response: VerifyCodeResponse, fresh: boolean): void {
   element("code-facts").textContent = claims
     ? `${word("issuer")} ${claims.issuerCentre} · ${word("expires")} ${localTime(claims.expiresAtUnix)} · ${claims.codeId}`
     : "";
+  // A VALID verification opens the loan evaluation for this borrower.
+  if (fresh) {
+    borrowerVerification = response.verdict === Verdict.VALID ? response.verificationId : "";
+    element("loan").hidden = !borrowerVerification;
+    element("loan-result").replaceChildren();
+    lastLoan = undefined;
+  }
   if (fresh) {
     beep(text.tone);
     history.unshift({ at: new Date(), tone: text.tone, words: text.words, member: live ? `${live.maskedName}` : "" });
@@ -206,6 +223,116 @@ function verify(raw: string): Promise<void> {
   return busy;
 }
 
+// The loan evaluation, for the borrower of the last VALID verification.
+let borrowerVerification = "";
+let lastLoan: EvaluateOffsiteLoanResponse | undefined;
+
+function yuanText(fen: bigint): string {
+  return yuan(fen);
+}
+
+function showLoan(result: EvaluateOffsiteLoanResponse): void {
+  lastLoan = result;
+  const out = element("loan-result");
+  out.replaceChildren();
+  const line = (className: string, text: string, tag = "p") => {
+    const node = document.createElement(tag);
+    node.className = className;
+    node.textContent = text;
+    out.append(node);
+    return node;
+  };
+  if (result.eligible) {
+    line("amount", `${word("maxAmount")}：${yuanText(result.maxAmountFen)}`);
+    let term = word("maxTerm").replace("{years}", String(result.maxTermYears));
+    if (result.requestedTermAllowed === false) term += `（${word("termTooLong")}）`;
+    line("decided", `${word("decidedBy").replace("{cap}", CAPS[result.decidedBy]?.[language] ?? result.decidedBy)} · ${term}`);
+  } else {
+    line("not-eligible", word("notEligible"));
+    const reasons = document.createElement("ul");
+    for (const reason of result.reasons) {
+      const item = document.createElement("li");
+      item.textContent = `${PARTIES[reason.party]?.[language] ?? reason.party}：${REASONS[reason.reason]?.[language] ?? reason.reason}`;
+      reasons.append(item);
+    }
+    out.append(reasons);
+  }
+  line("", word("steps"), "h3");
+  const steps = document.createElement("ol");
+  steps.className = "steps";
+  for (const step of result.steps) {
+    const item = document.createElement("li");
+    item.textContent = step.amountFen === undefined ? step.description : `${step.description}：${yuanText(step.amountFen)}`;
+    steps.append(item);
+  }
+  out.append(steps);
+  line("", word("figuresSource"), "h3");
+  const table = document.createElement("table");
+  for (const figure of result.figures) {
+    const row = document.createElement("tr");
+    for (const value of [figure.name, figure.value, figure.source]) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.append(cell);
+    }
+    table.append(row);
+  }
+  out.append(table);
+}
+
+function wholeYears(id: string): number | undefined | null {
+  const text = element<HTMLInputElement>(id).value.trim();
+  if (!text) return undefined;
+  return /^\d{1,3}$/.test(text) ? Number(text) : null;
+}
+
+element("house-kind").addEventListener("change", () => {
+  element("building-age-field").hidden = element<HTMLSelectElement>("house-kind").value !== "2";
+});
+// A scanner typing into the co-borrower field ends with Enter: that is the code, not a submit.
+element("co-borrower").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") event.preventDefault();
+});
+element("loan-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const out = element("loan-result");
+  const error = (text: string) => {
+    out.replaceChildren();
+    const node = document.createElement("p");
+    node.className = "loan-error";
+    node.textContent = text;
+    out.append(node);
+  };
+  const price = element<HTMLInputElement>("house-price").value.replace(/[,，\s]/g, "");
+  if (!/^\d+(\.\d{1,2})?$/.test(price) || Number(price) <= 0) return error(word("badPrice"));
+  const [whole, cents = ""] = price.split(".");
+  const priceFen = BigInt(whole) * 100n + BigInt(cents.padEnd(2, "0"));
+  const secondHand = element<HTMLSelectElement>("house-kind").value === "2";
+  const age = secondHand ? wholeYears("building-age") : undefined;
+  const term = wholeYears("term");
+  if (age === null || term === null || term === 0) return error(word("badNumber"));
+  const coText = element<HTMLInputElement>("co-borrower").value.trim();
+  try {
+    const result = await loans.evaluateOffsiteLoan(
+      {
+        borrower: { code: { case: "verificationId", value: borrowerVerification } },
+        coBorrower: coText
+          ? { code: isDigits(coText) ? { case: "digits", value: coText } : { case: "text", value: coText } }
+          : undefined,
+        housePriceFen: priceFen,
+        houseKind: secondHand ? HouseKind.SECOND_HAND : HouseKind.NEW,
+        buildingAgeYears: age ?? 0,
+        requestedTermYears: term ?? 0,
+        requestId: crypto.randomUUID(),
+      },
+      { timeoutMs: 10_000 },
+    );
+    showLoan(result);
+  } catch (failure) {
+    error(word("loanRefused") + (failure instanceof ConnectError ? failure.rawMessage : String(failure)));
+  }
+});
+
 // A keyboard-wedge scanner types the code and Enter; several lines at once are several codes.
 input.addEventListener("keydown", (event) => {
   if (event.key === "Enter") {
@@ -236,7 +363,9 @@ element("language").addEventListener("click", () => {
 
 // Focus comes back to the input after any click elsewhere, so the scanner always types into it.
 document.addEventListener("click", (event) => {
-  if (!(event.target instanceof HTMLInputElement)) setTimeout(() => input.focus(), 0);
+  const target = event.target;
+  const inForm = target instanceof HTMLElement && target.closest("#loan-form");
+  if (!(target instanceof HTMLInputElement) && !inForm) setTimeout(() => input.focus(), 0);
 });
 window.addEventListener("focus", () => input.focus());
 

@@ -109,3 +109,48 @@ export const LOAN_STATE: Record<number, Record<Language, string>> = {
   1: { zh: "贷款未结清", en: "outstanding" },
   2: { zh: "贷款已结清", en: "settled" },
 };
+
+export const LOAN_WORDS: Record<string, Record<Language, string>> = {
+  loanTitle: { zh: "异地贷款额度测算（本中心政策）", en: "Off-site loan under this centre's policy" },
+  housePriceLabel: { zh: "房屋总价（元）", en: "House price (yuan)" },
+  houseKindLabel: { zh: "房屋类型", en: "House" },
+  houseNew: { zh: "新房", en: "New" },
+  houseSecondHand: { zh: "二手房", en: "Second-hand" },
+  buildingAgeLabel: { zh: "房龄（年）", en: "Building age (years)" },
+  termLabel: { zh: "申请期限（年，可不填）", en: "Term asked for (years, optional)" },
+  coBorrowerLabel: { zh: "共同借款人亮码（可不填：点此后扫码）", en: "Co-borrower's code (optional: click here, then scan)" },
+  evaluate: { zh: "测算", en: "Evaluate" },
+  maxAmount: { zh: "可贷最高额度", en: "Most that can be lent" },
+  maxTerm: { zh: "最长期限 {years} 年", en: "longest term {years} years" },
+  termTooLong: { zh: "申请期限超过最长期限", en: "the term asked for exceeds the longest term" },
+  decidedBy: { zh: "决定额度的是：{cap}", en: "Decided by: {cap}" },
+  notEligible: { zh: "不符合贷款条件", en: "Not eligible" },
+  steps: { zh: "测算步骤", en: "Steps" },
+  figuresSource: { zh: "依据", en: "Figures used" },
+  badPrice: { zh: "请填写房屋总价（正数，元）", en: "Enter the house price (a positive amount in yuan)" },
+  badNumber: { zh: "房龄和期限请填写整数", en: "Building age and term are whole years" },
+  loanRefused: { zh: "无法测算：", en: "Cannot evaluate: " },
+};
+
+export const CAPS: Record<string, Record<Language, string>> = {
+  formula: { zh: "余额倍数公式", en: "the balance formula" },
+  "absolute-cap": { zh: "最高贷款额度上限", en: "the absolute cap" },
+  "price-ratio": { zh: "房价比例上限", en: "the loan-to-price cap" },
+};
+
+export const PARTIES: Record<string, Record<Language, string>> = {
+  borrower: { zh: "借款人", en: "Borrower" },
+  "co-borrower": { zh: "共同借款人", en: "Co-borrower" },
+  house: { zh: "房屋", en: "House" },
+};
+
+export const REASONS: Record<string, Record<Language, string>> = {
+  ACCOUNT_NOT_NORMAL: { zh: "账户状态不正常（封存、冻结或销户）", en: "the account is not in normal status" },
+  INSUFFICIENT_CONTINUOUS_DEPOSIT: { zh: "连续缴存月数不足", en: "too few months of continuous deposit" },
+  OUTSTANDING_LOAN: { zh: "有未结清的公积金贷款", en: "a provident-fund loan is still being repaid" },
+  TOO_MANY_PREVIOUS_LOANS: { zh: "已使用贷款次数超过政策上限", en: "more loans used than the policy allows" },
+  NO_BALANCE: { zh: "缴存余额为零", en: "no balance" },
+  BALANCE_TOO_LOW: { zh: "余额过低，测算额度为零", en: "the balance is too low for any loan" },
+  PRICE_TOO_LOW: { zh: "房价过低，测算额度为零", en: "the house price is too low for any loan" },
+  BUILDING_TOO_OLD: { zh: "房龄过长，无可贷期限", en: "the building is too old for any term" },
+};
