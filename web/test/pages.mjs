@@ -105,6 +105,14 @@ try {
   await waitFor("有效 · 已核销");
   check((await page.textContent("#member")).includes("张*"), "the masked member is shown");
   await shoot("camera-valid");
+  // The phone stays in front of the camera: still one scan.
+  await page.waitForTimeout(1500);
+  check((await words()) === "有效 · 已核销", "a code held up is scanned once");
+  await page.click("#camera");
+  // Shown again later (the camera restarted): ALREADY_USED, when and where.
+  await page.click("#camera");
+  await waitFor("已使用");
+  check((await page.textContent("#previous")).includes("440300"), "the second camera scan says where it was used");
   await page.click("#camera");
   check(cameraCode.startsWith("LM1:"), "a code was issued for the camera");
 
@@ -152,7 +160,7 @@ try {
 
   // Colour is never alone: an icon and words say the same.
   check((await page.textContent("#verdict-icon")) === "✕", "an icon with the colour");
-  check((await page.$$("#history li")).length === 5, "the counter's history lists every check");
+  check((await page.$$("#history li")).length === 6, "the counter's history lists every check");
 
   // 6. Accessibility: no serious or critical violation, on a screen with every part filled
   // (a context of its own that lets axe-core's script in past the page's CSP).

@@ -16,8 +16,6 @@ const verifier = createClient(VerifierService, transport);
 const loans = createClient(LoanService, transport);
 
 const HISTORY_KEPT = 20;
-/** The same text read again by the camera within this long is the same scan. */
-const RESCAN_PAUSE_MS = 4000;
 
 let language: Language = localStorage.getItem("liangma.language") === "en" ? "en" : "zh";
 let lastShown: { response?: VerifyCodeResponse; error?: string } = {};
@@ -372,7 +370,8 @@ window.addEventListener("focus", () => input.focus());
 // The camera: the browser's BarcodeDetector where present, otherwise jsQR on video frames.
 let scanning = false;
 let stream: MediaStream | undefined;
-let lastCamera = { text: "", at: 0 };
+/** The code the camera read last: a phone held up keeps showing it, and that is one scan. */
+let lastCamera = "";
 
 interface Detector { detect(source: CanvasImageSource): Promise<{ rawValue: string }[]> }
 declare const BarcodeDetector: { new (options: { formats: string[] }): Detector } | undefined;
@@ -390,6 +389,7 @@ async function startCamera(): Promise<void> {
   video.hidden = false;
   await video.play();
   scanning = true;
+  lastCamera = "";
   element("camera").textContent = word("cameraStop");
   const detector = typeof BarcodeDetector === "function" ? new BarcodeDetector({ formats: ["qr_code"] }) : undefined;
   const canvas = document.createElement("canvas");
@@ -407,9 +407,8 @@ async function startCamera(): Promise<void> {
         found = jsQR(context.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height)?.data;
       }
     }
-    const now = Date.now();
-    if (found && !(found === lastCamera.text && now - lastCamera.at < RESCAN_PAUSE_MS)) {
-      lastCamera = { text: found, at: now };
+    if (found && found !== lastCamera) {
+      lastCamera = found;
       await verify(found);
     }
     setTimeout(() => void frame(), 120);
