@@ -215,6 +215,7 @@ try {
   await phone.waitForFunction((before) => document.getElementById("digits")?.textContent !== before, firstDigits, { timeout: 15_000 })
     .catch(() => fail("no new code after the code was used"));
   await phone.waitForFunction(() => document.getElementById("usage")?.textContent?.includes("440300"));
+  check((await phone.textContent("#usage")).includes("异地贷款 · 核验通过"), "who, when, for what and the result");
   check((await phone.textContent("#notice")).includes("已被使用"), "the member is told why the code changed");
   await qrShown();
   await phone.screenshot({ path: join(shots, "code-after-use.png"), fullPage: true });

@@ -130,7 +130,8 @@ function renderUsage(): void {
     result.className = `result ${entry.result === Verdict.VALID ? "ok" : "bad"}`;
     result.textContent = RESULTS[entry.result]?.[language] ?? Verdict[entry.result] ?? "";
     const repeated = entry.count > 1 ? ` ×${entry.count}` : "";
-    item.append(`${localTime(entry.atUnix)} · ${word("centre")} ${entry.centre} · `, result, repeated);
+    const purpose = word(`purpose-${entry.purpose}`);
+    item.append(`${localTime(entry.atUnix)} · ${word("centre")} ${entry.centre} · ${purpose} · `, result, repeated);
     list.append(item);
   }
 }
