@@ -29,6 +29,9 @@ pub struct Config {
     pub federation: Option<FederationConfig>,
     /// This node is the trust directory (the national platform's role). Default: none.
     pub directory: Option<DirectoryConfig>,
+    /// Address of the Prometheus endpoint (`/metrics`, plaintext; no personal data in it).
+    /// Default: none (no endpoint). Env `LIANGMA_METRICS_LISTEN`.
+    pub metrics_listen: Option<SocketAddr>,
     /// This deployment's centre as a verifier (matched against codes' audience). Default
     /// `440300`. Env `LIANGMA_CENTRE`.
     pub centre: CentreCode,
@@ -247,6 +250,7 @@ impl Default for Config {
             tls: None,
             federation: None,
             directory: None,
+            metrics_listen: None,
             centre: CentreCode::new(440300).expect("valid"),
             purposes: Purpose::ALL.to_vec(),
             clock_skew_secs: crate::verify::DEFAULT_CLOCK_SKEW_SECONDS,
@@ -303,11 +307,12 @@ pub struct ConfigError(String);
 
 /// Every environment variable `liangma serve` reads: the configuration file's path, the log
 /// level filter, and the overrides applied by [`Config::load`].
-pub const ENVIRONMENT: [&str; 11] = [
+pub const ENVIRONMENT: [&str; 12] = [
     "LIANGMA_CONFIG",
     "LIANGMA_LOG",
     "LIANGMA_LISTEN",
     "LIANGMA_INSECURE_PLAINTEXT",
+    "LIANGMA_METRICS_LISTEN",
     "LIANGMA_CENTRE",
     "LIANGMA_DATA_DIR",
     "LIANGMA_TRUST_LIST",
@@ -339,6 +344,9 @@ impl Config {
         }
         if let Some(value) = env("LIANGMA_INSECURE_PLAINTEXT") {
             config.insecure_plaintext = parse("LIANGMA_INSECURE_PLAINTEXT", &value)?;
+        }
+        if let Some(value) = env("LIANGMA_METRICS_LISTEN") {
+            config.metrics_listen = Some(parse("LIANGMA_METRICS_LISTEN", &value)?);
         }
         if let Some(value) = env("LIANGMA_CENTRE") {
             config.centre = parse("LIANGMA_CENTRE", &value)?;

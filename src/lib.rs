@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod issue;
 pub mod loan;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod pb;
 pub mod render;

@@ -67,6 +67,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve_with<S: Store>(config: &Config, store: S, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    if let Some(listen) = config.metrics_listen {
+        crate::metrics::install(listen).with_context(|| format!("metrics endpoint on {listen}"))?;
+        tracing::info!("metrics: http://{listen}/metrics");
+    }
     let node = crate::app::build_node(config, store, clock).await?;
     let service = Arc::new(node.service);
     let listener =

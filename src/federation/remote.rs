@@ -98,6 +98,7 @@ impl GrpcLink {
     {
         let unreachable = |cause: String| LinkError::Unreachable { centre: issuer, cause };
         if let Err(left) = self.admit(issuer) {
+            crate::metrics::issuer_call(issuer, "skipped");
             return Err(unreachable(format!("failing; next try in {} ms", left.as_millis())));
         }
         let channel = self.channel(issuer, node).map_err(unreachable)?;
@@ -108,6 +109,7 @@ impl GrpcLink {
         match response {
             Ok(response) => {
                 self.record(issuer, true);
+                crate::metrics::issuer_call(issuer, "answered");
                 Ok(response.into_inner())
             }
             Err(status) => {
@@ -120,6 +122,7 @@ impl GrpcLink {
                         | tonic::Code::Unknown
                 );
                 self.record(issuer, !transient);
+                crate::metrics::issuer_call(issuer, if transient { "unreachable" } else { "refused" });
                 Err(if transient { unreachable(cause) } else { LinkError::Refused { centre: issuer, cause } })
             }
         }

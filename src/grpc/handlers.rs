@@ -77,6 +77,7 @@ impl<S: Store> pb::verifier_service_server::VerifierService for Handlers<S> {
     ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
         self.require_counter(&request)?;
         let verification = self.service.verify(request.into_inner().try_into()?).await?;
+        crate::metrics::verification(verification.verdict, false);
         tracing::info!(
             verdict = verification.verdict.as_str(),
             code_id = verification.claims.as_ref().map(|claims| tracing::field::display(claims.code_id)),
@@ -96,6 +97,7 @@ impl<S: Store> pb::issuer_service_server::IssuerService for Handlers<S> {
         let command: crate::service::IssueCommand = request.into_inner().try_into()?;
         caller.require(Role::Core, command.member.centre)?;
         let issued = self.service.issue(command).await?;
+        crate::metrics::issued(issued.claims.issuer);
         tracing::info!(code_id = %issued.claims.code_id, issuer = %issued.claims.issuer, "issued");
         Ok(Response::new(issued.into()))
     }
@@ -241,6 +243,7 @@ impl<S: Store> pb::node_service_server::NodeService for Handlers<S> {
         caller.require(Role::Node, command.verifying_centre)?;
         let verifying_centre = command.verifying_centre;
         let verification = self.service.consume_for(command).await?;
+        crate::metrics::verification(verification.verdict, true);
         tracing::info!(verdict = verification.verdict.as_str(), %verifying_centre, "consumed for another centre");
         Ok(Response::new(verification.into()))
     }
@@ -295,6 +298,7 @@ impl<S: Store> pb::member_page_service_server::MemberPageService for Handlers<S>
     ) -> Result<Response<pb::IssueCodeResponse>, Status> {
         let (session, code): (String, crate::service::CodeRequest) = request.into_inner().try_into()?;
         let issued = self.service.show_code(&session, code).await?;
+        crate::metrics::issued(issued.claims.issuer);
         tracing::info!(code_id = %issued.claims.code_id, issuer = %issued.claims.issuer, "issued to a member page");
         Ok(Response::new(issued.into()))
     }

@@ -231,6 +231,14 @@ async fn watch_store<S: Store>(
         }
         let trust = service.trust();
         let now_fresh = trust.freshness(service.now());
+        if let crate::service::TrustInForce::Signed(signed) = trust.as_ref() {
+            crate::metrics::trust_list(
+                signed.issue.sequence,
+                signed.issue.expires_at.unix() - service.now().unix(),
+                now_fresh == Some(Freshness::Stale),
+                now_fresh == Some(Freshness::Expired),
+            );
+        }
         if now_fresh != freshness {
             freshness = now_fresh;
             match now_fresh {

@@ -103,7 +103,9 @@ impl<S: Store> Liangma<S> {
         // A code of a centre issued elsewhere was consumed at its issuer's node: this node
         // kept that node's answer.
         let granted = if self.link.is_some() && !self.issues_for(named.subject.centre) {
-            self.store.remote_granted(named.subject, named.code_id, &named.grant).await?
+            let cached = self.store.remote_granted(named.subject, named.code_id, &named.grant).await?;
+            crate::metrics::remote_cache(cached.is_some());
+            cached
         } else {
             self.store.lookup_granted(named.subject, named.code_id, &named.grant).await?
         };

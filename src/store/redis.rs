@@ -87,7 +87,15 @@ impl RedisStore {
     /// cover each command, not a reconnection or a script reload around it: this bounds the
     /// whole operation, so a caller never waits longer than `store.timeout_ms` for one.
     async fn bounded<T>(&self, operation: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, operation).await {
+        let started = std::time::Instant::now();
+        let answered = tokio::time::timeout(self.timeout, operation).await;
+        let failure = match &answered {
+            Ok(Ok(_)) => None,
+            Ok(Err(_)) => Some("error"),
+            Err(_) => Some("timeout"),
+        };
+        crate::metrics::store(started.elapsed(), failure);
+        match answered {
             Ok(result) => result.map_err(unavailable),
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
         }

@@ -295,3 +295,43 @@ async fn the_client_shows_local_times_and_retries_with_its_request_id() {
     let line = String::from_utf8(again.stdout).unwrap();
     assert!(line.starts_with("ALREADY_USED") && line.contains("used_by=440300 at=2026-11-26T09:30:00+08:00"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_counts_a_session_and_names_no_member() {
+    let metrics_port = free_port();
+    let served = serve_with("warn", &[&format!("metrics_listen = \"127.0.0.1:{metrics_port}\"")], true).await;
+    let channel = tonic::transport::Endpoint::from_shared(served.address.clone()).unwrap().connect().await.unwrap();
+    let mut issuer = pb::issuer_service_client::IssuerServiceClient::new(channel.clone());
+    let issued = issue_for_zhang_wei(&mut issuer).await;
+    let mut verifier = pb::verifier_service_client::VerifierServiceClient::new(channel);
+    for request_id in ["m-1", "m-2"] {
+        let request = pb::VerifyCodeRequest {
+            code: Some(pb::verify_code_request::Code::Text(issued.text.clone())),
+            request_id: request_id.into(),
+            ..Default::default()
+        };
+        verifier.verify_code(request).await.unwrap();
+    }
+    let scrape = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port)).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body
+    };
+    for expected in [
+        "liangma_verifications_total{verdict=\"VALID\"} 1",
+        "liangma_verifications_total{verdict=\"ALREADY_USED\"} 1",
+        "liangma_codes_issued_total{issuer=\"410800\"} 1",
+        "liangma_rpc_duration_seconds_count{rpc=\"/liangma.v1.VerifierService/VerifyCode\"} 2",
+        "liangma_rpc_duration_seconds_bucket{rpc=\"/liangma.v1.IssuerService/IssueCode\",le=\"10\"} 1",
+    ] {
+        assert!(scrape.contains(expected), "`{expected}` missing from:\n{scrape}");
+    }
+    // Nothing about the member: no ID number, no name, no code, no subject reference.
+    for personal in [ZHANG_WEI, "张", &issued.text[4..20], &issued.code_id] {
+        assert!(!scrape.contains(personal), "the metrics contain `{personal}`");
+    }
+    served.terminate();
+}

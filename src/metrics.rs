@@ -1,0 +1,104 @@
+//! Prometheus metrics: every name and label in one place; labels are verdicts, centre codes, RPC names and outcomes, never anything about a member.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::code::CentreCode;
+use crate::model::Verdict;
+
+/// Latency buckets, seconds: 100 µs to 10 s.
+const BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0];
+
+/// Serves `/metrics` on `listen` and records from now on; needs a tokio runtime.
+pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)?
+        .install()?;
+    Ok(())
+}
+
+/// A verification's verdict, at this node's counter (`remote`: consumed for another centre).
+pub fn verification(verdict: Verdict, remote: bool) {
+    let name = if remote { "liangma_consumptions_for_other_centres_total" } else { "liangma_verifications_total" };
+    metrics::counter!(name, "verdict" => verdict.as_str()).increment(1);
+}
+
+/// A code issued for `issuer`.
+pub fn issued(issuer: CentreCode) {
+    metrics::counter!("liangma_codes_issued_total", "issuer" => issuer.to_string()).increment(1);
+}
+
+/// The gRPC methods of the embedded descriptor set, as request paths (`/package.Service/Method`):
+/// only these become label values, so that no client can mint new series.
+fn known_paths() -> &'static HashSet<String> {
+    static PATHS: OnceLock<HashSet<String>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let sets = [crate::pb::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET].map(|bytes| {
+            let set: prost_types::FileDescriptorSet =
+                prost::Message::decode(bytes).expect("the embedded descriptor sets decode");
+            set
+        });
+        sets.iter()
+            .flat_map(|set| set.file.iter())
+            .flat_map(|file| {
+                let package = file.package().to_owned();
+                file.service.iter().flat_map(move |service| {
+                    let prefix = format!("/{package}.{}/", service.name());
+                    service.method.iter().map(move |method| format!("{prefix}{}", method.name()))
+                })
+            })
+            .collect()
+    })
+}
+
+/// One call's duration by RPC (pages, gRPC-web preflights and unknown paths count as `other`).
+pub fn rpc(path: &str, elapsed: Duration) {
+    let rpc = if known_paths().contains(path) { path.to_owned() } else { "other".to_owned() };
+    metrics::histogram!("liangma_rpc_duration_seconds", "rpc" => rpc).record(elapsed.as_secs_f64());
+}
+
+/// One store operation: its duration, and whether it failed (`timeout` or `error`).
+pub fn store(elapsed: Duration, failure: Option<&'static str>) {
+    metrics::histogram!("liangma_store_duration_seconds").record(elapsed.as_secs_f64());
+    if let Some(kind) = failure {
+        metrics::counter!("liangma_store_errors_total", "kind" => kind).increment(1);
+    }
+}
+
+/// The signed trust list in force: its sequence, seconds to expiry, and freshness.
+pub fn trust_list(sequence: u64, seconds_to_expiry: i64, stale: bool, expired: bool) {
+    metrics::gauge!("liangma_trust_list_sequence").set(sequence as f64);
+    metrics::gauge!("liangma_trust_list_seconds_to_expiry").set(seconds_to_expiry as f64);
+    metrics::gauge!("liangma_trust_list_stale").set(f64::from(u8::from(stale)));
+    metrics::gauge!("liangma_trust_list_expired").set(f64::from(u8::from(expired)));
+}
+
+/// A call to another centre's node: `answered`, `unreachable`, `refused` or `skipped` (breaker open).
+pub fn issuer_call(issuer: CentreCode, outcome: &'static str) {
+    metrics::counter!("liangma_issuer_calls_total", "issuer" => issuer.to_string(), "outcome" => outcome).increment(1);
+}
+
+/// A lookup by verification id answered from this node's cache of another node's answer (`hit`)
+/// or not found there (`miss`).
+pub fn remote_cache(hit: bool) {
+    metrics::counter!("liangma_remote_cache_lookups_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_rpc_of_the_api_is_a_known_path_and_nothing_else_is() {
+        let paths = super::known_paths();
+        assert!(paths.contains("/liangma.v1.VerifierService/VerifyCode"));
+        assert!(paths.contains("/liangma.v1.MemberPageService/ShowCode"));
+        assert!(!paths.contains("/console/"));
+        assert!(paths.contains("/grpc.health.v1.Health/Check"));
+        assert!(paths.iter().all(|path| path.starts_with("/liangma.v1.") || path.starts_with("/grpc.health.v1.")));
+    }
+}
