@@ -76,11 +76,15 @@ impl<S: Store> pb::verifier_service_server::VerifierService for Handlers<S> {
         request: Request<pb::VerifyCodeRequest>,
     ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
         self.require_counter(&request)?;
-        let verification = self.service.verify(request.into_inner().try_into()?).await?;
+        let command: crate::service::VerifyCommand = request.into_inner().try_into()?;
+        // The caller's request id ties the log line to the counter's retry (it names no member).
+        let request_id = command.request_id.as_ref().map(|id| id.as_str().to_owned());
+        let verification = self.service.verify(command).await?;
         crate::metrics::verification(verification.verdict, false);
         tracing::info!(
             verdict = verification.verdict.as_str(),
             code_id = verification.claims.as_ref().map(|claims| tracing::field::display(claims.code_id)),
+            request_id,
             "verified"
         );
         Ok(Response::new(verification.into()))
@@ -241,10 +245,10 @@ impl<S: Store> pb::node_service_server::NodeService for Handlers<S> {
         let command: ConsumeCommand = request.into_inner().try_into()?;
         // The usage entry names the verifying centre its node's certificate vouches for.
         caller.require(Role::Node, command.verifying_centre)?;
-        let verifying_centre = command.verifying_centre;
+        let (verifying_centre, request_id) = (command.verifying_centre, command.request_id.as_str().to_owned());
         let verification = self.service.consume_for(command).await?;
         crate::metrics::verification(verification.verdict, true);
-        tracing::info!(verdict = verification.verdict.as_str(), %verifying_centre, "consumed for another centre");
+        tracing::info!(verdict = verification.verdict.as_str(), %verifying_centre, request_id, "consumed for another centre");
         Ok(Response::new(verification.into()))
     }
 
@@ -265,9 +269,12 @@ impl<S: Store> pb::loan_service_server::LoanService for Handlers<S> {
         request: Request<pb::EvaluateOffsiteLoanRequest>,
     ) -> Result<Response<pb::EvaluateOffsiteLoanResponse>, Status> {
         self.require_counter(&request)?;
-        let outcome = self.service.evaluate_loan(request.into_inner().try_into()?).await?;
+        let command: crate::service::LoanCommand = request.into_inner().try_into()?;
+        let request_id = command.request_id.as_ref().map(|id| id.as_str().to_owned());
+        let outcome = self.service.evaluate_loan(command).await?;
         let evaluation = &outcome.evaluation;
-        tracing::info!(policy = %evaluation.policy, eligible = evaluation.eligible, decided_by = ?evaluation.decided_by, "loan evaluated");
+        tracing::info!(policy = %evaluation.policy, eligible = evaluation.eligible, decided_by = ?evaluation.decided_by,
+            request_id, "loan evaluated");
         Ok(Response::new(outcome.into()))
     }
 }
