@@ -240,6 +240,17 @@ pub struct LimitsConfig {
     pub shutdown_grace_secs: u64,
     /// QR images rendered at once on the blocking pool. Default: the number of CPUs.
     pub qr_render_concurrency: usize,
+    /// Verifications (with loan evaluations, lookups and other nodes' consumptions) running at
+    /// once; more are refused with RESOURCE_EXHAUSTED. Default 2048.
+    pub verify_concurrency: usize,
+    /// Issuances (QR rendering) running at once; refused first, and all of them while
+    /// verification uses more than half its room. Default 512.
+    pub issue_concurrency: usize,
+    /// Publish batches running at once; refused like issuances. Default 16.
+    pub publish_concurrency: usize,
+    /// Verifications by digits one caller (certificate, or address without TLS) may make per
+    /// minute; a guesser is refused and logged. Default 30.
+    pub digits_per_minute: u32,
 }
 
 impl Default for Config {
@@ -296,6 +307,10 @@ impl Default for LimitsConfig {
             code_lifetime_secs: 86_400,
             shutdown_grace_secs: 10,
             qr_render_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
+            verify_concurrency: 2048,
+            issue_concurrency: 512,
+            publish_concurrency: 16,
+            digits_per_minute: 30,
         }
     }
 }
@@ -442,6 +457,10 @@ impl Config {
         let at_least_one = [
             ("limits.max_version_step", limits.max_version_step),
             ("limits.max_connections", limits.max_connections as u64),
+            ("limits.verify_concurrency", limits.verify_concurrency as u64),
+            ("limits.issue_concurrency", limits.issue_concurrency as u64),
+            ("limits.publish_concurrency", limits.publish_concurrency as u64),
+            ("limits.digits_per_minute", u64::from(limits.digits_per_minute)),
             ("limits.max_streams_per_connection", u64::from(limits.max_streams_per_connection)),
             ("limits.max_calls_per_connection", limits.max_calls_per_connection as u64),
             ("limits.request_timeout_ms", limits.request_timeout_ms),

@@ -84,6 +84,12 @@ pub fn issuer_call(issuer: CentreCode, outcome: &'static str) {
     metrics::counter!("liangma_issuer_calls_total", "issuer" => issuer.to_string(), "outcome" => outcome).increment(1);
 }
 
+/// A call refused to keep verification going (`class`: verification, issuance, publishing) or
+/// a caller over its rate (`digits`).
+pub fn shed(class: &'static str) {
+    metrics::counter!("liangma_shed_calls_total", "class" => class).increment(1);
+}
+
 /// A lookup by verification id answered from this node's cache of another node's answer (`hit`)
 /// or not found there (`miss`).
 pub fn remote_cache(hit: bool) {

@@ -6,6 +6,7 @@ use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Response, Status};
 
 use super::connection::ConnectionInfo;
+use super::digits_limit::DigitsLimit;
 use crate::code::CentreCode;
 use crate::federation::directory::Directory;
 use crate::federation::identity::{Caller, Role};
@@ -19,6 +20,7 @@ pub struct Handlers<S> {
     service: Arc<Liangma<S>>,
     directory: Option<Arc<Directory>>,
     tls: bool,
+    digits: Arc<DigitsLimit>,
 }
 
 impl<S> Handlers<S> {
@@ -26,7 +28,28 @@ impl<S> Handlers<S> {
     /// call is authorized by the roles its certificate grants (without TLS every caller is
     /// trusted, which only loopback or the loudly logged insecure setting allow).
     pub fn new(service: Arc<Liangma<S>>, directory: Option<Arc<Directory>>, tls: bool) -> Self {
-        Self { service, directory, tls }
+        Self { service, directory, tls, digits: Arc::new(DigitsLimit::new(30)) }
+    }
+
+    /// Verifications by digits one caller may make per minute.
+    pub fn with_digits_limit(mut self, per_minute: u32) -> Self {
+        self.digits = Arc::new(DigitsLimit::new(per_minute));
+        self
+    }
+
+    /// Refuses a caller past its rate of digit lookups (keyed by its certificate's grants, or
+    /// by its address without TLS).
+    fn digits_allowed<T>(&self, request: &Request<T>, caller: &Caller) -> Result<(), Status> {
+        let key = match caller {
+            Caller::Certified { grants, .. } => grants.iter().map(|grant| grant.uri()).collect::<Vec<_>>().join(","),
+            _ => request.remote_addr().map(|address| address.ip().to_string()).unwrap_or_default(),
+        };
+        if self.digits.allow(&key) {
+            return Ok(());
+        }
+        crate::metrics::shed("digits");
+        tracing::warn!(caller = %key, "digit lookups over the rate: refused (guessing?)");
+        Err(Status::resource_exhausted("too many verifications by digits from this caller; wait a minute"))
     }
 
     /// Who calls, from the connection's client certificate.
@@ -59,7 +82,12 @@ impl<S: Store> Handlers<S> {
 
 impl<S> Clone for Handlers<S> {
     fn clone(&self) -> Self {
-        Self { service: Arc::clone(&self.service), directory: self.directory.clone(), tls: self.tls }
+        Self {
+            service: Arc::clone(&self.service),
+            directory: self.directory.clone(),
+            tls: self.tls,
+            digits: Arc::clone(&self.digits),
+        }
     }
 }
 
@@ -76,6 +104,9 @@ impl<S: Store> pb::verifier_service_server::VerifierService for Handlers<S> {
         request: Request<pb::VerifyCodeRequest>,
     ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
         self.require_counter(&request)?;
+        if matches!(&request.get_ref().code, Some(pb::verify_code_request::Code::Digits(_))) {
+            self.digits_allowed(&request, &self.caller(&request)?)?;
+        }
         let command: crate::service::VerifyCommand = request.into_inner().try_into()?;
         // The caller's request id ties the log line to the counter's retry (it names no member).
         let request_id = command.request_id.as_ref().map(|id| id.as_str().to_owned());
@@ -256,6 +287,7 @@ impl<S: Store> pb::node_service_server::NodeService for Handlers<S> {
         &self,
         request: Request<pb::ResolveDigitsRequest>,
     ) -> Result<Response<pb::ResolveDigitsResponse>, Status> {
+        // Not rate-limited per caller: a node asks for all its counters, each limited there.
         self.caller(&request)?.require_any(Role::Node)?;
         let text = self.service.resolve_digits_for(&request.into_inner().digits).await?;
         Ok(Response::new(pb::ResolveDigitsResponse { found: text.is_some(), text: text.unwrap_or_default() }))

@@ -3,8 +3,10 @@
 pub mod codec;
 pub mod connection;
 pub mod convert;
+mod digits_limit;
 mod guard;
 pub mod handlers;
+pub mod overload;
 mod status;
 mod web;
 
@@ -51,6 +53,10 @@ pub struct ServerSettings {
     pub tls: Option<crate::federation::TlsMaterial>,
     /// This node is the trust directory.
     pub directory: Option<Arc<crate::federation::directory::Directory>>,
+    /// Calls of each class running at once before shedding.
+    pub class_limits: overload::ClassLimits,
+    /// Digit lookups a caller may make per minute.
+    pub digits_per_minute: u32,
 }
 
 impl ServerSettings {
@@ -73,6 +79,12 @@ impl ServerSettings {
             store_check_interval: Duration::from_millis(config.store.check_interval_ms),
             tls: None,
             directory: None,
+            class_limits: overload::ClassLimits {
+                verify: limits.verify_concurrency,
+                issue: limits.issue_concurrency,
+                publish: limits.publish_concurrency,
+            },
+            digits_per_minute: limits.digits_per_minute,
         }
     }
 }
@@ -132,7 +144,8 @@ pub async fn serve<S: Store>(
         settings.store_check_interval,
         Arc::clone(&stopping),
     ));
-    let handlers = Handlers::new(service, settings.directory.clone(), settings.tls.is_some());
+    let handlers = Handlers::new(service, settings.directory.clone(), settings.tls.is_some())
+        .with_digits_limit(settings.digits_per_minute);
     let signal = {
         let draining = Arc::clone(&draining);
         let health = health.clone();
@@ -163,6 +176,7 @@ pub async fn serve<S: Store>(
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .layer(GuardLayer { request_timeout: settings.request_timeout })
+        .layer(overload::OverloadLayer::new(settings.class_limits))
         .layer(web::WebPagesLayer)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)

@@ -9,6 +9,7 @@ mod federation;
 mod harness;
 mod limits;
 mod loan;
+mod overload;
 mod process;
 mod properties;
 mod qr_size;
