@@ -248,7 +248,7 @@ pub struct LimitsConfig {
     pub issue_concurrency: usize,
     /// Publish batches running at once; refused like issuances. Default 16.
     pub publish_concurrency: usize,
-    /// Verifications by digits one caller (certificate, or address without TLS) may make per
+    /// Verifications by digits one caller (certificate grants and address) may make per
     /// minute; a guesser is refused and logged. Default 30.
     pub digits_per_minute: u32,
 }

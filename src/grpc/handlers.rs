@@ -37,12 +37,16 @@ impl<S> Handlers<S> {
         self
     }
 
-    /// Refuses a caller past its rate of digit lookups (keyed by its certificate's grants, or
-    /// by its address without TLS).
+    /// Refuses a caller past its rate of digit lookups: keyed by its certificate's grants and
+    /// its address, so that desks sharing a centre's certificate count apart.
     fn digits_allowed<T>(&self, request: &Request<T>, caller: &Caller) -> Result<(), Status> {
+        let address = request.remote_addr().map(|address| address.ip().to_string()).unwrap_or_default();
         let key = match caller {
-            Caller::Certified { grants, .. } => grants.iter().map(|grant| grant.uri()).collect::<Vec<_>>().join(","),
-            _ => request.remote_addr().map(|address| address.ip().to_string()).unwrap_or_default(),
+            Caller::Certified { grants, .. } => {
+                let grants: Vec<String> = grants.iter().map(|grant| grant.uri()).collect();
+                format!("{}@{address}", grants.join(","))
+            }
+            _ => address,
         };
         if self.digits.allow(&key) {
             return Ok(());
