@@ -115,6 +115,7 @@ pub fn service_settings(
         qr_render_concurrency: config.limits.qr_render_concurrency,
         trust_list_path,
         loan_policy,
+        usage_retention_seconds: config.usage_retention().as_secs(),
         deferred_purposes: config
             .federation
             .as_ref()

@@ -180,6 +180,9 @@ pub struct StoreConfig {
     pub timeout_ms: u64,
     /// How often health checks that the store answers, milliseconds. Default 1000.
     pub check_interval_ms: u64,
+    /// Days a usage record entry is kept and shown; a member's whole record expires this long
+    /// after its latest entry. Default 365.
+    pub usage_retention_days: u32,
 }
 
 /// Storage backend.
@@ -286,6 +289,7 @@ impl Default for StoreConfig {
             key_prefix: "lm".into(),
             timeout_ms: 500,
             check_interval_ms: 1000,
+            usage_retention_days: 365,
         }
     }
 }
@@ -469,6 +473,7 @@ impl Config {
             ("limits.http2_keepalive_secs", limits.http2_keepalive_secs),
             ("limits.tcp_keepalive_secs", limits.tcp_keepalive_secs),
             ("store.check_interval_ms", self.store.check_interval_ms),
+            ("store.usage_retention_days", u64::from(self.store.usage_retention_days)),
         ];
         if self.log_queue_lines == 0 {
             return Err(ConfigError("log_queue_lines: at least 1".into()));
@@ -506,6 +511,11 @@ impl Config {
     /// The Redis command timeout.
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.store.timeout_ms)
+    }
+
+    /// How long usage record entries are kept.
+    pub fn usage_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.store.usage_retention_days) * 86_400)
     }
 }
 

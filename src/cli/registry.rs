@@ -39,6 +39,7 @@ pub(super) fn forget(config_path: Option<&Path>, centre: CentreCode, id_number: 
         url: config.store.redis_url.clone(),
         key_prefix: config.store.key_prefix.clone(),
         timeout: config.redis_timeout(),
+        usage_retention: config.usage_retention(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let removed = runtime.block_on(async { RedisStore::connect(&settings)?.remove(subject).await })?;

@@ -57,6 +57,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 url: config.store.redis_url.clone(),
                 key_prefix: config.store.key_prefix.clone(),
                 timeout: config.redis_timeout(),
+                usage_retention: config.usage_retention(),
             })?;
             if let Err(error) = store.load_scripts().await {
                 tracing::warn!(%error, "Redis not reachable yet; calls that need it answer UNAVAILABLE until it is");

@@ -65,7 +65,8 @@ impl<S: Store> Liangma<S> {
 
     /// The session's member's usage record, newest first.
     pub async fn my_usage(&self, token: &str) -> Result<Vec<UsageEntry>, ServiceError> {
-        Ok(self.store.usage(self.session_subject(token).await?).await?)
+        let entries = self.store.usage(self.session_subject(token).await?).await?;
+        Ok(self.retained(entries))
     }
 
     /// Revokes one of the session's member's codes.

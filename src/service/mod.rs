@@ -119,6 +119,8 @@ pub struct ServiceSettings {
     pub trust_list_path: Option<PathBuf>,
     /// The loan centre's policy for off-site loan evaluation.
     pub loan_policy: LoanPolicy,
+    /// Usage record entries older than this are not shown (the store drops them later).
+    pub usage_retention_seconds: u64,
     /// Purposes whose codes this centre accepts on the offline checks when the issuer's node
     /// does not answer, consuming them later (docs/federation.md). Default: none (fail closed).
     pub deferred_purposes: Vec<crate::code::Purpose>,

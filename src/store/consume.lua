@@ -8,7 +8,8 @@
 --       3 usage entry key "<centre>|<purpose>|<code id>|", 4 now (unix), 5 entries kept per list,
 --       6 "<centre>|<request id>|" of this request, or '' without a request id, 7 see ARGV[1]; when
 --       consuming, the verdict to record if the code was used before ('' for ALREADY_USED;
---       DOUBLE_USE for a replayed deferred consumption)
+--       DOUBLE_USE for a replayed deferred consumption), 8 seconds the usage lists live after
+--       their latest entry (the configured retention)
 -- Usage entries: "<centre>|<purpose>|<code id>|<verdict>|<first unix>|<last unix>|<count>".
 -- Each redis.call costs Redis's single thread about a microsecond beyond the command itself
 -- (docs/performance.md), so one SET NX GET both checks and consumes, the lookup grant rides in
@@ -39,6 +40,7 @@ if result == 'VALID' then
   if redis.call('LPUSH', KEYS[3], ARGV[3] .. 'VALID|' .. ARGV[4] .. '|' .. ARGV[4] .. '|1') > kept then
     redis.call('LTRIM', KEYS[3], 0, kept - 1)
   end
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
   return {result, false, redis.call('GET', KEYS[4])}
 end
 -- A repeat of the newest entry (a replayed code) counts up that entry instead of adding one.
@@ -53,4 +55,5 @@ if count then
 elseif redis.call('LPUSH', KEYS[2], prefix .. ARGV[4] .. '|' .. ARGV[4] .. '|1') > kept then
   redis.call('LTRIM', KEYS[2], 0, kept - 1)
 end
+redis.call('EXPIRE', KEYS[2], ARGV[8])
 return {result, previous, false}

@@ -25,6 +25,8 @@ pub struct RedisSettings {
     /// Longest wait for one store operation, reconnecting included; past it the operation
     /// fails with [`StoreError::Unavailable`] instead of hanging.
     pub timeout: Duration,
+    /// A member's usage record expires this long after its latest entry.
+    pub usage_retention: Duration,
 }
 
 /// The Redis store; cheap to clone (one multiplexed, self-reconnecting connection).
@@ -33,6 +35,7 @@ pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    usage_retention: Duration,
     consume: Script,
     publish: Script,
     lookup: Script,
@@ -76,6 +79,7 @@ impl RedisStore {
             connection,
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
+            usage_retention: settings.usage_retention,
             consume: Script::new(include_str!("consume.lua")),
             publish: Script::new(include_str!("publish.lua")),
             lookup: Script::new(include_str!("lookup.lua")),
@@ -354,7 +358,8 @@ impl RedisStore {
             .arg(at.unix())
             .arg(USAGE_ENTRIES_KEPT)
             .arg(retry_prefix)
-            .arg(verdict);
+            .arg(verdict)
+            .arg(self.usage_retention.as_secs().max(1));
         let mut connection = self.connection.clone();
         self.bounded(invocation.invoke_async(&mut connection)).await
     }

@@ -74,6 +74,7 @@ pub async fn spawn_configured(backend: Backend, configure: impl FnOnce(&mut Conf
                 url: redis.url(),
                 key_prefix: KEY_PREFIX.into(),
                 timeout: config.redis_timeout(),
+                usage_retention: config.usage_retention(),
             })
             .unwrap();
             store.load_scripts().await.unwrap();

@@ -843,3 +843,23 @@ async fn a_corrupt_stored_record_refuses_only_itself_until_an_operator_forgets_i
     assert!(String::from_utf8_lossy(&forget.stdout).contains("removed"));
     assert_eq!(publish(&app, ZHANG_WEI, 2, 1).await.applied, 1, "publishing works again");
 }
+
+/// Usage records are kept for the configured period: older entries are not shown, and Redis
+/// drops a member's record that long after its latest entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_records_are_kept_for_the_retention_period_only() {
+    let app = spawn_configured(Backend::Redis, |config| config.store.usage_retention_days = 1).await;
+    let code = app.issue(ZHANG_WEI).await;
+    let answer = app.verifier().await.verify_code(verify_request(&code.text, "kept-1")).await.unwrap().into_inner();
+    assert_eq!(verdict(&answer), pb::Verdict::Valid);
+    assert_eq!(app.usage_of(ZHANG_WEI).await.entries.len(), 1);
+    let redis = app.redis.as_ref().unwrap();
+    let keys = redis.cli(&["--scan", "--pattern", &format!("{KEY_PREFIX}:*:usage*")]);
+    assert!(!keys.is_empty(), "a usage list was written");
+    for key in keys.lines() {
+        let ttl: i64 = redis.cli(&["TTL", key]).parse().unwrap();
+        assert!((1..=86_400).contains(&ttl), "{key} lives {ttl} s");
+    }
+    app.clock.advance(86_400 + 1);
+    assert!(app.usage_of(ZHANG_WEI).await.entries.is_empty(), "a day later the entry is no longer shown");
+}

@@ -54,8 +54,12 @@ fn now() -> Timestamp {
 }
 
 async fn redis_store(server: &RedisServer) -> RedisStore {
-    let settings =
-        RedisSettings { url: server.url(), key_prefix: "contract".into(), timeout: Duration::from_millis(500) };
+    let settings = RedisSettings {
+        url: server.url(),
+        key_prefix: "contract".into(),
+        timeout: Duration::from_millis(500),
+        usage_retention: Duration::from_secs(365 * 86_400),
+    };
     let store = RedisStore::connect(&settings).unwrap();
     store.load_scripts().await.unwrap();
     store
