@@ -78,8 +78,14 @@ impl<S: Store> Liangma<S> {
             };
             let answer = match link.consume_at_issuer(deferred.issuer, &node, code_use).await {
                 Ok(answer) => answer,
-                Err(error @ (LinkError::Unreachable { .. } | LinkError::Refused { .. })) => {
+                Err(error @ LinkError::Unreachable { .. }) => {
                     tracing::debug!(%error, "deferred consumption still waiting");
+                    round.waiting += 1;
+                    continue;
+                }
+                // A refusal (e.g. this node's certificate) will not pass by itself: say so each round.
+                Err(error @ LinkError::Refused { .. }) => {
+                    tracing::warn!(%error, "deferred consumption refused by the issuer's node; still queued");
                     round.waiting += 1;
                     continue;
                 }
