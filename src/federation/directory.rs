@@ -80,9 +80,8 @@ pub struct DirectorySettings {
     pub key_validity: Duration,
 }
 
+/// The list in force: its file text (served verbatim) and its verified form.
 struct Current {
-    list: TrustList,
-    issue: Issue,
     text: Arc<str>,
     signed: SignedTrustList,
 }
@@ -122,9 +121,9 @@ impl Directory {
             Err(error) => return Err(error).with_context(|| format!("reading {}", state_path.display())),
         };
         let now = clock.now();
-        let (issue, text, signed) = sign_and_save(&key, &list, last_sequence + 1, now, settings, state_path)
+        let (text, signed) = sign_and_save(&key, &list, last_sequence + 1, now, settings, state_path)
             .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let current = Mutex::new(Current { list, issue, text, signed });
+        let current = Mutex::new(Current { text, signed });
         Ok(Self { key, state_path: state_path.to_owned(), settings, clock, current })
     }
 
@@ -140,7 +139,7 @@ impl Directory {
     /// The sequence in force, and its text unless the caller knows that sequence already.
     pub fn signed_since(&self, known_sequence: u64) -> (u64, Option<Arc<str>>) {
         let current = self.current();
-        let sequence = current.issue.sequence;
+        let sequence = current.signed.issue.sequence;
         (sequence, (known_sequence != sequence).then(|| Arc::clone(&current.text)))
     }
 
@@ -155,10 +154,10 @@ impl Directory {
         let now = self.clock.now();
         let mut current = self.current();
         let half = i64::try_from(self.settings.next_update.as_secs() / 2).unwrap_or(i64::MAX);
-        if now.unix() < current.issue.issued_at.unix().saturating_add(half) {
+        if now.unix() < current.signed.issue.issued_at.unix().saturating_add(half) {
             return Ok(false);
         }
-        let list = current.list.clone();
+        let list = current.signed.list.clone();
         self.replace(&mut current, list, now)?;
         Ok(true)
     }
@@ -168,7 +167,7 @@ impl Directory {
     pub fn apply(&self, centre: CentreCode, change: KeyChange) -> Result<(u64, Option<KeyId>), ChangeError> {
         let now = self.clock.now();
         let mut current = self.current();
-        let mut list = current.list.clone();
+        let mut list = current.signed.list.clone();
         let invalid = |error: crate::trust::TrustListError| ChangeError::Invalid(error.to_string());
         let until = now.plus(i64::try_from(self.settings.key_validity.as_secs()).unwrap_or(i64::MAX / 2));
         let new_key = match change {
@@ -201,10 +200,10 @@ impl Directory {
     }
 
     fn replace(&self, current: &mut Current, list: TrustList, now: Timestamp) -> Result<u64, ChangeError> {
-        let (issue, text, signed) =
-            sign_and_save(&self.key, &list, current.issue.sequence + 1, now, self.settings, &self.state_path)?;
-        *current = Current { list, issue, text, signed };
-        Ok(issue.sequence)
+        let sequence = current.signed.issue.sequence + 1;
+        let (text, signed) = sign_and_save(&self.key, &list, sequence, now, self.settings, &self.state_path)?;
+        *current = Current { text, signed };
+        Ok(sequence)
     }
 }
 
@@ -215,7 +214,7 @@ fn sign_and_save(
     now: Timestamp,
     settings: DirectorySettings,
     state_path: &Path,
-) -> Result<(Issue, Arc<str>, SignedTrustList), ChangeError> {
+) -> Result<(Arc<str>, SignedTrustList), ChangeError> {
     let seconds = |duration: Duration| i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2);
     let issue = Issue {
         sequence,
@@ -231,7 +230,7 @@ fn sign_and_save(
     let signed = directory::open(&text, &key.verifying_key()).map_err(|e| internal(e.to_string()))?;
     // Saved before served: a restarted directory continues above every sequence it served.
     save_atomically(state_path, &text).map_err(|e| internal(format!("{}: {e}", state_path.display())))?;
-    Ok((issue, Arc::from(text), signed))
+    Ok((Arc::from(text), signed))
 }
 
 /// Writes through a temporary file, fsync and rename, so that a crash leaves the old file or the new.
