@@ -10,7 +10,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::code::{AccountStatus, CentreCode, DepositClaims, Fen, KeyId, LoanState};
 use crate::config::Config;
 use crate::federation::TlsMaterial;
-use crate::federation::directory::{Directory, DirectorySettings, save_atomically};
+use crate::federation::directory::{Directory, DirectorySettings};
 use crate::federation::refresh::Follower;
 use crate::federation::remote::{BreakerSettings, GrpcLink};
 use crate::issue::Issuer;
@@ -187,26 +187,7 @@ pub async fn build_node<S: Store>(config: &Config, store: S, clock: Arc<dyn Cloc
             tls,
             timeout.max(Duration::from_secs(2)),
         )?;
-        let kept = following.cached();
-        let signed = match following.fetch(kept.as_ref().map_or(0, |kept| kept.issue.sequence)).await {
-            Ok(Some((fetched, text))) => match fetched.replaces(kept.as_ref()) {
-                Ok(true) => {
-                    save_atomically(&following.cache, &text)
-                        .with_context(|| format!("keeping the signed list in {}", following.cache.display()))?;
-                    fetched
-                }
-                Ok(false) => kept.context("the directory answered no list and none is kept")?,
-                Err(error) => {
-                    tracing::error!(%error, "signed trust list from the directory refused; using the kept list");
-                    kept.context("no signed trust list is kept")?
-                }
-            },
-            Ok(None) => kept.context("the directory answered no list and none is kept")?,
-            Err(error) => {
-                tracing::warn!(%error, "trust directory not reachable at start; using the kept list");
-                kept.with_context(|| format!("{error}; and no signed trust list is kept from an earlier run"))?
-            }
-        };
+        let signed = following.list_at_start().await?;
         tracing::info!(sequence = signed.issue.sequence, "following the trust directory");
         let issuers = issuers(config, &signed.list)?;
         link = Some(Arc::new(GrpcLink::new(

@@ -85,6 +85,32 @@ impl Follower {
         Ok(Some((signed, answer.signed_list)))
     }
 
+    /// The list to start with: the kept one, or the directory's if newer (then kept in its
+    /// place); an error only when there is neither.
+    pub async fn list_at_start(&self) -> anyhow::Result<SignedTrustList> {
+        let kept = self.cached();
+        match self.fetch(kept.as_ref().map_or(0, |kept| kept.issue.sequence)).await {
+            Ok(Some((fetched, text))) => match fetched.replaces(kept.as_ref()) {
+                Ok(true) => {
+                    save_atomically(&self.cache, &text)
+                        .map_err(|e| anyhow::anyhow!("keeping the signed list in {}: {e}", self.cache.display()))?;
+                    return Ok(fetched);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(%error, "signed trust list from the directory refused; using the kept list")
+                }
+            },
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "trust directory not reachable at start; using the kept list");
+                return kept
+                    .ok_or_else(|| anyhow::anyhow!("{error}; and no signed trust list is kept from an earlier run"));
+            }
+        }
+        kept.ok_or_else(|| anyhow::anyhow!("the directory gave no usable list and none is kept"))
+    }
+
     /// Fetches and installs one list; `true` if a newer list went into force.
     pub async fn refresh_once<S: Store>(&self, service: &Liangma<S>) -> Result<bool, FetchError> {
         let known = service.trust().sequence().unwrap_or(0);
