@@ -36,8 +36,8 @@ pub fn issued(issuer: CentreCode) {
 
 /// The gRPC methods of the embedded descriptor set, as request paths (`/package.Service/Method`):
 /// only these become label values, so that no client can mint new series.
-fn known_paths() -> &'static HashSet<String> {
-    static PATHS: OnceLock<HashSet<String>> = OnceLock::new();
+fn known_paths() -> &'static HashSet<&'static str> {
+    static PATHS: OnceLock<HashSet<&'static str>> = OnceLock::new();
     PATHS.get_or_init(|| {
         let sets = [crate::pb::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET].map(|bytes| {
             let set: prost_types::FileDescriptorSet =
@@ -50,17 +50,22 @@ fn known_paths() -> &'static HashSet<String> {
                 let package = file.package().to_owned();
                 file.service.iter().flat_map(move |service| {
                     let prefix = format!("/{package}.{}/", service.name());
-                    service.method.iter().map(move |method| format!("{prefix}{}", method.name()))
+                    // Leaked once, so that labelling a call allocates nothing.
+                    service.method.iter().map(move |method| &*format!("{prefix}{}", method.name()).leak())
                 })
             })
             .collect()
     })
 }
 
-/// One call's duration by RPC (pages, gRPC-web preflights and unknown paths count as `other`).
-pub fn rpc(path: &str, elapsed: Duration) {
-    let rpc = if known_paths().contains(path) { path.to_owned() } else { "other".to_owned() };
-    metrics::histogram!("liangma_rpc_duration_seconds", "rpc" => rpc).record(elapsed.as_secs_f64());
+/// The label of a request path: the RPC itself, or `other` (pages, unknown paths).
+pub fn rpc_label(path: &str) -> &'static str {
+    known_paths().get(path).copied().unwrap_or("other")
+}
+
+/// One call's duration, by [`rpc_label`].
+pub fn rpc(label: &'static str, elapsed: Duration) {
+    metrics::histogram!("liangma_rpc_duration_seconds", "rpc" => label).record(elapsed.as_secs_f64());
 }
 
 /// One store operation: its duration, and whether it failed (`timeout` or `error`).

@@ -59,14 +59,14 @@ where
             request.extensions_mut().insert(connection.tcp.clone());
             connection.activity.call_started();
         }
-        let path = request.uri().path().to_owned();
+        let rpc = crate::metrics::rpc_label(request.uri().path());
         let call = self.inner.call(request);
         let timeout = self.request_timeout;
         Box::pin(async move {
             let _ended = connection.map(CallEnds);
             let started = std::time::Instant::now();
             let answered = tokio::time::timeout(timeout, call).await;
-            crate::metrics::rpc(&path, started.elapsed());
+            crate::metrics::rpc(rpc, started.elapsed());
             match answered {
                 Ok(result) => result,
                 // Dropping the call cancels its handler at its next await: a store round trip

@@ -79,8 +79,8 @@ impl<S> Handlers<S> {
 
 impl<S: Store> Handlers<S> {
     /// This node's counters: verification, loan evaluation, lookups.
-    fn require_counter<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        self.require(request, Role::Counter, self.service.centre()).map(drop)
+    fn require_counter<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        self.require(request, Role::Counter, self.service.centre())
     }
 }
 
@@ -107,9 +107,9 @@ impl<S: Store> pb::verifier_service_server::VerifierService for Handlers<S> {
         &self,
         request: Request<pb::VerifyCodeRequest>,
     ) -> Result<Response<pb::VerifyCodeResponse>, Status> {
-        self.require_counter(&request)?;
+        let caller = self.require_counter(&request)?;
         if matches!(&request.get_ref().code, Some(pb::verify_code_request::Code::Digits(_))) {
-            self.digits_allowed(&request, &self.caller(&request)?)?;
+            self.digits_allowed(&request, &caller)?;
         }
         let command: crate::service::VerifyCommand = request.into_inner().try_into()?;
         // The caller's request id ties the log line to the counter's retry (it names no member).
