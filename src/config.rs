@@ -171,8 +171,24 @@ fn default_key_validity_days() -> u64 {
 pub struct StoreConfig {
     /// `memory` (default; state is lost on restart) or `redis`. Env `LIANGMA_STORE`.
     pub backend: StoreBackend,
-    /// Redis URL. Default `redis://127.0.0.1:6379`. Env `LIANGMA_REDIS_URL`.
+    /// `standalone` (default: one server at `redis_url`), `cluster` (a Redis Cluster found
+    /// through `redis_nodes`) or `sentinel` (the master `sentinel_master`, asked of the
+    /// Sentinels in `redis_nodes`). Env `LIANGMA_REDIS_TOPOLOGY`.
+    pub redis_topology: RedisTopologyKind,
+    /// Redis URL of a standalone server. Default `redis://127.0.0.1:6379`. Env
+    /// `LIANGMA_REDIS_URL`. With Sentinel, only its user, password and database are used, to
+    /// reach the master.
     pub redis_url: String,
+    /// Cluster nodes or Sentinels to start from, as `redis://[:password@]host:port` URLs.
+    /// Env `LIANGMA_REDIS_NODES`, comma-separated.
+    pub redis_nodes: Vec<String>,
+    /// The name Sentinel knows the master by. Default `liangma`.
+    pub sentinel_master: String,
+    /// Replicas that must hold a code's used mark before the verification answers VALID (Redis
+    /// `WAIT`, at most half of `timeout_ms`; fewer in time → UNAVAILABLE, and a retry of the
+    /// same request answers VALID once they do). Set to 1 with a replica per master so that a
+    /// failover cannot lose a mark. Default 0.
+    pub used_mark_replicas: u32,
     /// Prefix of every Redis key. Default `lm`.
     pub key_prefix: String,
     /// Longest wait for one store operation (a Redis round trip, reconnecting included),
@@ -191,8 +207,20 @@ pub struct StoreConfig {
 pub enum StoreBackend {
     /// In-process maps.
     Memory,
-    /// Redis (standalone; keys are Cluster-ready).
+    /// Redis: one server, a Redis Cluster or a Sentinel-watched master (`redis_topology`).
     Redis,
+}
+
+/// How Redis is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisTopologyKind {
+    /// One server (or a proxy in front of several).
+    Standalone,
+    /// Redis Cluster.
+    Cluster,
+    /// A master and replicas watched by Redis Sentinel.
+    Sentinel,
 }
 
 /// Log format.
@@ -285,7 +313,11 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             backend: StoreBackend::Memory,
+            redis_topology: RedisTopologyKind::Standalone,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_nodes: Vec::new(),
+            sentinel_master: "liangma".into(),
+            used_mark_replicas: 0,
             key_prefix: "lm".into(),
             timeout_ms: 500,
             check_interval_ms: 1000,
@@ -326,7 +358,7 @@ pub struct ConfigError(String);
 
 /// Every environment variable `liangma serve` reads: the configuration file's path, the log
 /// level filter, and the overrides applied by [`Config::load`].
-pub const ENVIRONMENT: [&str; 12] = [
+pub const ENVIRONMENT: [&str; 14] = [
     "LIANGMA_CONFIG",
     "LIANGMA_LOG",
     "LIANGMA_LISTEN",
@@ -337,6 +369,8 @@ pub const ENVIRONMENT: [&str; 12] = [
     "LIANGMA_TRUST_LIST",
     "LIANGMA_STORE",
     "LIANGMA_REDIS_URL",
+    "LIANGMA_REDIS_TOPOLOGY",
+    "LIANGMA_REDIS_NODES",
     "LIANGMA_LOG_FORMAT",
     "LIANGMA_LOAN_POLICY",
 ];
@@ -385,6 +419,22 @@ impl Config {
         }
         if let Some(value) = env("LIANGMA_REDIS_URL") {
             config.store.redis_url = value;
+        }
+        if let Some(value) = env("LIANGMA_REDIS_TOPOLOGY") {
+            config.store.redis_topology = match value.as_str() {
+                "standalone" => RedisTopologyKind::Standalone,
+                "cluster" => RedisTopologyKind::Cluster,
+                "sentinel" => RedisTopologyKind::Sentinel,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "LIANGMA_REDIS_TOPOLOGY=`{value}`: use `standalone`, `cluster` or `sentinel`"
+                    )));
+                }
+            };
+        }
+        if let Some(value) = env("LIANGMA_REDIS_NODES") {
+            config.store.redis_nodes =
+                value.split(',').map(str::trim).filter(|node| !node.is_empty()).map(str::to_owned).collect();
         }
         if let Some(value) = env("LIANGMA_LOAN_POLICY") {
             config.loan_policy = value;
@@ -475,6 +525,12 @@ impl Config {
             ("store.check_interval_ms", self.store.check_interval_ms),
             ("store.usage_retention_days", u64::from(self.store.usage_retention_days)),
         ];
+        if self.store.redis_topology != RedisTopologyKind::Standalone && self.store.redis_nodes.is_empty() {
+            return Err(ConfigError(
+                "store.redis_nodes: list the cluster nodes or Sentinels to start from (redis_topology is not standalone)"
+                    .into(),
+            ));
+        }
         if self.log_queue_lines == 0 {
             return Err(ConfigError("log_queue_lines: at least 1".into()));
         }
@@ -508,9 +564,26 @@ impl Config {
             })
     }
 
-    /// The Redis command timeout.
-    pub fn redis_timeout(&self) -> Duration {
-        Duration::from_millis(self.store.timeout_ms)
+    /// How to reach Redis, for the Redis store.
+    pub fn redis_settings(&self) -> crate::store::redis::RedisSettings {
+        use crate::store::redis::RedisTopology;
+        let store = &self.store;
+        let topology = match store.redis_topology {
+            RedisTopologyKind::Standalone => RedisTopology::Standalone { url: store.redis_url.clone() },
+            RedisTopologyKind::Cluster => RedisTopology::Cluster { nodes: store.redis_nodes.clone() },
+            RedisTopologyKind::Sentinel => RedisTopology::Sentinel {
+                sentinels: store.redis_nodes.clone(),
+                master_name: store.sentinel_master.clone(),
+                master_credentials: Some(store.redis_url.clone()),
+            },
+        };
+        crate::store::redis::RedisSettings {
+            topology,
+            key_prefix: store.key_prefix.clone(),
+            timeout: Duration::from_millis(store.timeout_ms),
+            usage_retention: self.usage_retention(),
+            used_mark_replicas: store.used_mark_replicas,
+        }
     }
 
     /// How long usage record entries are kept.
@@ -540,6 +613,35 @@ mod tests {
         assert_eq!(config.centre.to_string(), "410800");
         let error = Config::load(None, |name| (name == "LIANGMA_CENTRE").then(|| "4108".to_string())).unwrap_err();
         assert!(error.to_string().contains("LIANGMA_CENTRE"), "{error}");
+    }
+
+    #[test]
+    fn redis_topologies_come_from_the_environment_and_need_their_nodes() {
+        use crate::store::redis::RedisTopology;
+        let cluster = |name: &str| match name {
+            "LIANGMA_REDIS_TOPOLOGY" => Some("cluster".to_string()),
+            "LIANGMA_REDIS_NODES" => Some("redis://10.0.0.1:7000, redis://10.0.0.2:7000,".to_string()),
+            _ => None,
+        };
+        let topology = Config::load(None, cluster).unwrap().redis_settings().topology;
+        let nodes = vec!["redis://10.0.0.1:7000".to_string(), "redis://10.0.0.2:7000".to_string()];
+        assert_eq!(topology, RedisTopology::Cluster { nodes: nodes.clone() });
+        let sentinel = |name: &str| match name {
+            "LIANGMA_REDIS_TOPOLOGY" => Some("sentinel".to_string()),
+            "LIANGMA_REDIS_NODES" => Some(nodes.join(",")),
+            "LIANGMA_REDIS_URL" => Some("redis://:secret@master/2".to_string()),
+            _ => None,
+        };
+        let topology = Config::load(None, sentinel).unwrap().redis_settings().topology;
+        let master_credentials = Some("redis://:secret@master/2".to_string());
+        assert_eq!(
+            topology,
+            RedisTopology::Sentinel { sentinels: nodes.clone(), master_name: "liangma".into(), master_credentials }
+        );
+        let no_nodes = |name: &str| (name == "LIANGMA_REDIS_TOPOLOGY").then(|| "cluster".to_string());
+        assert!(Config::load(None, no_nodes).unwrap_err().to_string().contains("store.redis_nodes"));
+        let unknown = |name: &str| (name == "LIANGMA_REDIS_TOPOLOGY").then(|| "ring".to_string());
+        assert!(Config::load(None, unknown).unwrap_err().to_string().contains("LIANGMA_REDIS_TOPOLOGY"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::code::CentreCode;
 use crate::config::{Config, StoreBackend};
 use crate::model::IdNumber;
 use crate::store::RegistryStore;
-use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::redis::RedisStore;
 
 pub(super) fn forget(config_path: Option<&Path>, centre: CentreCode, id_number: &str) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path, |name| std::env::var(name).ok()).context("configuration")?;
@@ -35,12 +35,7 @@ pub(super) fn forget(config_path: Option<&Path>, centre: CentreCode, id_number: 
         None => anyhow::bail!("this configuration does not issue for centre {centre}"),
     };
     let subject = crate::model::Subject { centre, reference };
-    let settings = RedisSettings {
-        url: config.store.redis_url.clone(),
-        key_prefix: config.store.key_prefix.clone(),
-        timeout: config.redis_timeout(),
-        usage_retention: config.usage_retention(),
-    };
+    let settings = config.redis_settings();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let removed = runtime.block_on(async { RedisStore::connect(&settings)?.remove(subject).await })?;
     if removed {

@@ -12,7 +12,7 @@ use crate::config::{Config, LogFormat, StoreBackend};
 use crate::grpc::{self, ServerSettings};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::redis::RedisStore;
 
 /// Exit status for a configuration that cannot be used (EX_CONFIG-style usage error).
 pub(super) const EXIT_BAD_CONFIG: u8 = 64;
@@ -53,12 +53,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     match config.store.backend {
         StoreBackend::Memory => serve_with(&config, MemoryStore::new(Arc::clone(&clock)), clock).await,
         StoreBackend::Redis => {
-            let store = RedisStore::connect(&RedisSettings {
-                url: config.store.redis_url.clone(),
-                key_prefix: config.store.key_prefix.clone(),
-                timeout: config.redis_timeout(),
-                usage_retention: config.usage_retention(),
-            })?;
+            let store = RedisStore::connect(&config.redis_settings())?;
             if let Err(error) = store.load_scripts().await {
                 tracing::warn!(%error, "Redis not reachable yet; calls that need it answer UNAVAILABLE until it is");
             }

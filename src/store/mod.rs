@@ -3,6 +3,7 @@
 
 pub mod memory;
 pub mod redis;
+mod redis_topology;
 
 use std::future::Future;
 

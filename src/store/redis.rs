@@ -3,10 +3,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::io::tcp::TcpSettings;
-use redis::{AsyncCommands, IntoConnectionInfo, RedisError, Script};
+use redis::{AsyncCommands, RedisError, Script};
 
+use super::redis_topology::RedisConnection;
+pub use super::redis_topology::RedisTopology;
 use super::{CodeStore, RegistryStore, StoreError, USAGE_ENTRIES_KEPT};
 use crate::clock::Timestamp;
 use crate::code::{CentreCode, CodeId, DepositClaims, Fen, Purpose};
@@ -18,8 +18,8 @@ use crate::model::{
 /// Connection settings of the Redis store.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path`.
-    pub url: String,
+    /// Where Redis is: one server, a cluster, or a master named by Sentinel.
+    pub topology: RedisTopology,
     /// Prefix of every key, so that several deployments can share one Redis.
     pub key_prefix: String,
     /// Longest wait for one store operation, reconnecting included; past it the operation
@@ -27,15 +27,19 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// A member's usage record expires this long after its latest entry.
     pub usage_retention: Duration,
+    /// Replicas that must hold a used mark before its verification answers VALID (Redis
+    /// `WAIT`); 0 answers as soon as the master has it.
+    pub used_mark_replicas: u32,
 }
 
 /// The Redis store; cheap to clone (one multiplexed, self-reconnecting connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: String,
     timeout: Duration,
     usage_retention: Duration,
+    used_mark_replicas: u32,
     consume: Script,
     publish: Script,
     lookup: Script,
@@ -61,25 +65,12 @@ impl RedisStore {
     /// remade in the background after every failure, so the service starts (and recovers)
     /// whether or not Redis is up.
     pub fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let info = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?
-            // redis-rs 1.x leaves Nagle's algorithm on, which adds up to 40 ms to small replies.
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = client.get_connection_manager_lazy(config).map_err(unavailable)?;
         Ok(Self {
-            connection,
+            connection: RedisConnection::open(&settings.topology, settings.timeout)?,
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
             usage_retention: settings.usage_retention,
+            used_mark_replicas: settings.used_mark_replicas,
             consume: Script::new(include_str!("consume.lua")),
             publish: Script::new(include_str!("publish.lua")),
             lookup: Script::new(include_str!("lookup.lua")),
@@ -110,11 +101,11 @@ impl RedisStore {
     /// script reloads it: two extra round trips, once.)
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
-        let mut pipe = redis::pipe();
+        // One command per script: on a cluster, SCRIPT LOAD goes to every master.
         for script in [&self.consume, &self.publish, &self.lookup, &self.revoke] {
-            pipe.load_script(script).ignore();
+            self.bounded(script.prepare_invoke().load_async(&mut connection)).await?;
         }
-        self.bounded(pipe.query_async::<()>(&mut connection)).await
+        Ok(())
     }
 
     fn subject_key(&self, subject: Subject, suffix: impl std::fmt::Display) -> String {
@@ -275,21 +266,37 @@ impl RegistryStore for RedisStore {
         if records.is_empty() {
             return Ok(outcome);
         }
-        // One round trip for the batch: load the script (a restart may have flushed the cache),
-        // then one compare-and-set per record, each answering for its own record.
-        let mut pipe = redis::pipe();
-        pipe.load_script(&self.publish).ignore();
-        for (subject, record) in records {
-            let mut invocation = self.publish.prepare_invoke();
-            invocation
-                .key(self.subject_key(*subject, "record"))
-                .arg(record.status.registry_version)
-                .arg(encode_record(record))
-                .arg(max_version_step);
-            pipe.invoke_script(&invocation);
-        }
+        let invocations: Vec<_> = records
+            .iter()
+            .map(|(subject, record)| {
+                let mut invocation = self.publish.prepare_invoke();
+                invocation
+                    .key(self.subject_key(*subject, "record"))
+                    .arg(record.status.registry_version)
+                    .arg(encode_record(record))
+                    .arg(max_version_step);
+                invocation
+            })
+            .collect();
         let mut connection = self.connection.clone();
-        let answers: Vec<u8> = self.bounded(pipe.query_async(&mut connection)).await?;
+        let answers: Vec<u8> = if self.connection.is_cluster() {
+            // Members hash to different slots, so to different masters: one call per record, all
+            // in flight at once (the cluster connection pipelines them per master).
+            let calls = invocations.iter().map(|invocation| {
+                let mut connection = connection.clone();
+                async move { invocation.invoke_async::<u8>(&mut connection).await }
+            });
+            self.bounded(async { futures_util::future::try_join_all(calls).await }).await?
+        } else {
+            // One round trip for the batch: load the script (a restart may have flushed the
+            // cache), then one compare-and-set per record, each answering for its own record.
+            let mut pipe = redis::pipe();
+            pipe.load_script(&self.publish).ignore();
+            for invocation in &invocations {
+                pipe.invoke_script(invocation);
+            }
+            self.bounded(pipe.query_async(&mut connection)).await?
+        };
         if answers.len() != records.len() {
             return Err(StoreError::Corrupt(format!("{} answers to {} records", answers.len(), records.len())));
         }
@@ -339,13 +346,14 @@ impl RedisStore {
         entry_key: &str,
         at: Timestamp,
         mode: ScriptMode<'_>,
-    ) -> Result<(String, Option<String>, Option<String>), StoreError> {
+    ) -> Result<ConsumeAnswer, StoreError> {
         let (used_state, ttl_seconds, retry_prefix, verdict) = match mode {
             ScriptMode::Consume { used_state, ttl_seconds, retry_prefix, if_used } => {
                 (used_state, ttl_seconds, retry_prefix, if_used)
             }
             ScriptMode::Record { verdict } => (String::new(), 1, String::new(), verdict),
         };
+        let consuming = !used_state.is_empty();
         let mut invocation = self.consume.prepare_invoke();
         invocation
             .key(self.code_key(subject, code_id))
@@ -361,9 +369,41 @@ impl RedisStore {
             .arg(verdict)
             .arg(self.usage_retention.as_secs().max(1));
         let mut connection = self.connection.clone();
-        self.bounded(invocation.invoke_async(&mut connection)).await
+        if !consuming || self.used_mark_replicas == 0 {
+            return self.bounded(invocation.invoke_async(&mut connection)).await;
+        }
+        // Same round trip: WAIT runs right after the script on the member's master, so the
+        // answer says whether the used mark reached the replicas a failover would promote.
+        let wait_ms = (self.timeout.as_millis() / 2).max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation).cmd("WAIT").arg(self.used_mark_replicas).arg(wait_ms);
+        let (answer, acknowledged): (ConsumeAnswer, u32) = self
+            .bounded(async {
+                match pipe.query_async(&mut connection).await {
+                    Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                        invocation.load_async(&mut connection).await?;
+                        pipe.query_async(&mut connection).await
+                    }
+                    answered => answered,
+                }
+            })
+            .await?;
+        let marked = answer.0 == SCRIPT_REPEATED || answer.0 == Verdict::Valid.as_str();
+        if marked && acknowledged < self.used_mark_replicas {
+            // Not VALID: a failover now could lose the mark. A retry of this request finds it
+            // (REPEATED) and waits again; a new request finds ALREADY_USED unless it was lost.
+            return Err(StoreError::Unavailable(format!(
+                "used mark reached {acknowledged} of {} replicas within {wait_ms} ms",
+                self.used_mark_replicas
+            )));
+        }
+        Ok(answer)
     }
 }
+
+/// What `consume.lua` answers: the verdict (or REPEATED), the used state before this call, and
+/// the member's registry record.
+type ConsumeAnswer = (String, Option<String>, Option<String>);
 
 impl CodeStore for RedisStore {
     async fn consume(&self, code_use: &CodeUse) -> Result<UseOutcome, StoreError> {
@@ -448,14 +488,30 @@ impl CodeStore for RedisStore {
 
     async fn put_issued(&self, issued: &IssuedMark<'_>, ttl_seconds: u64) -> Result<bool, StoreError> {
         let ttl = ttl_seconds.max(1);
-        // One round trip. The two keys live in different slots (the digits must resolve without
-        // knowing the member), so this is a pipeline, not a script; each write is idempotent.
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(self.subject_key(issued.subject, format_args!("issued:{}", issued.code_id))).arg(1);
-        pipe.arg("EX").arg(ttl).ignore();
-        pipe.cmd("SET").arg(self.digits_key(issued.digits)).arg(issued.text).arg("NX").arg("EX").arg(ttl);
+        // The two keys live in different slots (the digits must resolve without knowing the
+        // member), so this is not a script; each write is idempotent.
+        let mut issued_mark = redis::cmd("SET");
+        issued_mark.arg(self.subject_key(issued.subject, format_args!("issued:{}", issued.code_id))).arg(1);
+        issued_mark.arg("EX").arg(ttl);
+        let mut digits = redis::cmd("SET");
+        digits.arg(self.digits_key(issued.digits)).arg(issued.text).arg("NX").arg("EX").arg(ttl);
         let mut connection = self.connection.clone();
-        let (stored,): (Option<String>,) = self.bounded(pipe.query_async(&mut connection)).await?;
+        let stored: Option<String> = if self.connection.is_cluster() {
+            // Two masters, both asked at once.
+            let mut other = connection.clone();
+            let (_, stored) = self
+                .bounded(async {
+                    tokio::try_join!(issued_mark.query_async::<()>(&mut other), digits.query_async(&mut connection))
+                })
+                .await?;
+            stored
+        } else {
+            // One round trip.
+            let mut pipe = redis::pipe();
+            pipe.add_command(issued_mark).ignore().add_command(digits);
+            let (stored,): (Option<String>,) = self.bounded(pipe.query_async(&mut connection)).await?;
+            stored
+        };
         Ok(stored.is_some())
     }
 

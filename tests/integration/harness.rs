@@ -11,7 +11,7 @@ use liangma::grpc::{self, ServerSettings};
 use liangma::pb::v1 as pb;
 use liangma::store::Store;
 use liangma::store::memory::MemoryStore;
-use liangma::store::redis::{RedisSettings, RedisStore};
+use liangma::store::redis::{RedisStore, RedisTopology};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -70,13 +70,10 @@ pub async fn spawn_configured(backend: Backend, configure: impl FnOnce(&mut Conf
         }
         Backend::Redis => {
             let redis = RedisServer::start();
-            let store = RedisStore::connect(&RedisSettings {
-                url: redis.url(),
-                key_prefix: KEY_PREFIX.into(),
-                timeout: config.redis_timeout(),
-                usage_retention: config.usage_retention(),
-            })
-            .unwrap();
+            let mut redis_settings = config.redis_settings();
+            redis_settings.topology = RedisTopology::Standalone { url: redis.url() };
+            redis_settings.key_prefix = KEY_PREFIX.into();
+            let store = RedisStore::connect(&redis_settings).unwrap();
             store.load_scripts().await.unwrap();
             (Some(redis), start(&config, store, clock.clone(), listener, settings, shutdown).await)
         }

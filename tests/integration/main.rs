@@ -13,6 +13,7 @@ mod overload;
 mod process;
 mod properties;
 mod qr_size;
+mod redis_topologies;
 mod service;
 mod store_contract;
 mod use_cases;

@@ -1,6 +1,6 @@
 //! The store contract: what the service relies on from storage, checked directly (no service, no
-//! network) against the memory store and against a real redis-server. A new store (Redis
-//! Cluster) joins by adding a module below.
+//! network) against the memory store, a real redis-server, a real Redis Cluster and a master
+//! found through a real Sentinel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +12,9 @@ use liangma::model::{
     UseOutcome, Verdict,
 };
 use liangma::store::memory::MemoryStore;
-use liangma::store::redis::{RedisSettings, RedisStore};
+use liangma::store::redis::{RedisSettings, RedisStore, RedisTopology};
 use liangma::store::{Store, USAGE_ENTRIES_KEPT};
-use liangma::testkit::{RedisServer, at, centre, member};
+use liangma::testkit::{RedisCluster, RedisSentinel, RedisServer, at, centre, member};
 
 /// Runs each contract check against each store as its own test.
 macro_rules! on_every_store {
@@ -33,6 +33,26 @@ macro_rules! on_every_store {
                 super::$name(&super::redis_store(&server).await).await
             })+
         }
+
+        /// The whole contract on one 3-master cluster: starting a cluster per check would cost
+        /// a second or two each. Every check has its own key prefix.
+        #[tokio::test]
+        async fn on_a_redis_cluster() {
+            let cluster = RedisCluster::start(3, 0);
+            $(
+                let topology = RedisTopology::Cluster { nodes: cluster.urls() };
+                $name(&topology_store(topology, stringify!($name), 0).await).await;
+            )+
+        }
+
+        /// The whole contract on the master a Sentinel names.
+        #[tokio::test]
+        async fn through_redis_sentinel() {
+            let group = RedisSentinel::start();
+            $(
+                $name(&topology_store(sentinel_topology(&group), stringify!($name), 0).await).await;
+            )+
+        }
     };
 }
 
@@ -47,25 +67,40 @@ on_every_store!(
     deferred_consumptions_queue_once_per_request_and_a_replayed_double_use_is_recorded,
     remote_answers_are_kept_for_lookups_under_their_grant,
     member_page_sessions_name_their_member_until_they_expire,
+    fifty_concurrent_uses_consume_a_code_once,
 );
 
-fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     at("2026-11-26T09:30:00+08:00")
 }
 
 async fn redis_store(server: &RedisServer) -> RedisStore {
+    topology_store(RedisTopology::Standalone { url: server.url() }, "contract", 0).await
+}
+
+pub fn sentinel_topology(group: &RedisSentinel) -> RedisTopology {
+    RedisTopology::Sentinel {
+        sentinels: vec![group.sentinel_url()],
+        master_name: RedisSentinel::MASTER_NAME.into(),
+        master_credentials: None,
+    }
+}
+
+/// A Redis store on `topology`, scripts loaded.
+pub async fn topology_store(topology: RedisTopology, key_prefix: &str, used_mark_replicas: u32) -> RedisStore {
     let settings = RedisSettings {
-        url: server.url(),
-        key_prefix: "contract".into(),
+        topology,
+        key_prefix: key_prefix.into(),
         timeout: Duration::from_millis(500),
         usage_retention: Duration::from_secs(365 * 86_400),
+        used_mark_replicas,
     };
     let store = RedisStore::connect(&settings).unwrap();
     store.load_scripts().await.unwrap();
     store
 }
 
-fn subject(byte: u8) -> Subject {
+pub fn subject(byte: u8) -> Subject {
     Subject { centre: centre("410800"), reference: SubjectRef::from_bytes([byte; 12]) }
 }
 
@@ -80,7 +115,7 @@ fn record(version: u64, balance: u64) -> RegistryRecord {
     }
 }
 
-fn code_use(subject: Subject, code: u8, verifier: &str, request: Option<&str>) -> CodeUse {
+pub fn code_use(subject: Subject, code: u8, verifier: &str, request: Option<&str>) -> CodeUse {
     CodeUse {
         subject,
         code_id: CodeId::from_bytes([code; 12]),
@@ -275,4 +310,19 @@ async fn member_page_sessions_name_their_member_until_they_expire(store: &impl S
     store.put_session("a1b2", holder, 900).await.unwrap();
     assert_eq!(store.session("a1b2").await.unwrap(), Some(holder));
     assert_eq!(store.session("a1b3").await.unwrap(), None);
+}
+
+async fn fifty_concurrent_uses_consume_a_code_once(store: &impl Store) {
+    let member = subject(13);
+    let uses: Vec<CodeUse> = (0..50usize)
+        .map(|desk| code_use(member, 50, ["440300", "330100", "110000"][desk % 3], Some(&format!("desk-{desk}"))))
+        .collect();
+    // All in flight at once: one multiplexed connection sends them together.
+    let outcomes = futures_util::future::join_all(uses.iter().map(|code_use| store.consume(code_use))).await;
+    let outcomes: Vec<UseOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+    let consumed = outcomes.iter().filter(|outcome| matches!(outcome, UseOutcome::Consumed { .. })).count();
+    let refused = outcomes.iter().filter(|outcome| matches!(outcome, UseOutcome::AlreadyUsed { .. })).count();
+    assert_eq!((consumed, refused), (1, 49), "{outcomes:?}");
+    let usage = store.usage(member).await.unwrap();
+    assert_eq!(usage.iter().filter(|entry| entry.result == Verdict::Valid).count(), 1);
 }
