@@ -14,6 +14,7 @@ mod process;
 mod properties;
 mod qr_size;
 mod redis_topologies;
+mod replicas;
 mod service;
 mod store_contract;
 mod use_cases;
