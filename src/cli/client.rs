@@ -35,9 +35,18 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             private_key: private_key.clone(),
             ca: ca.clone(),
         })?;
-        endpoint = endpoint.tls_config(tls.client_config())?;
+        let mut client_tls = tls.client_config();
+        if let Some(name) = &args.server_name {
+            client_tls = client_tls.domain_name(name.clone());
+        }
+        endpoint = endpoint.tls_config(client_tls)?;
     }
-    let channel = endpoint.connect().await.with_context(|| format!("connecting to {}", args.server))?;
+    let channel = endpoint
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.server))?;
     match args.command {
         ClientCommand::Issue { issuer, id_number, purpose, audience, png } => {
             let mut client = pb::issuer_service_client::IssuerServiceClient::new(channel);
@@ -158,6 +167,15 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
             let answer = client.get_signed_trust_list(pb::GetSignedTrustListRequest { known_sequence: 0 }).await?;
             print!("{}", answer.into_inner().signed_list);
             Ok(ExitCode::from(EXIT_VALID))
+        }
+        ClientCommand::Health { service, alive } => {
+            use tonic_health::pb::health_check_response::ServingStatus;
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+            let answer = client.check(tonic_health::pb::HealthCheckRequest { service }).await?.into_inner();
+            let status = ServingStatus::try_from(answer.status).unwrap_or(ServingStatus::Unknown);
+            println!("{}", status.as_str_name());
+            let healthy = alive || status == ServingStatus::Serving;
+            Ok(ExitCode::from(if healthy { EXIT_VALID } else { EXIT_INVALID }))
         }
         ClientCommand::Usage { issuer, id_number } => {
             let mut client = pb::usage_record_service_client::UsageRecordServiceClient::new(channel);

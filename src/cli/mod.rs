@@ -136,6 +136,10 @@ struct ClientArgs {
     /// This client's private key (PEM, mode 0600).
     #[arg(long, requires_all = ["ca", "cert"])]
     key: Option<PathBuf>,
+    /// The name the node's certificate must carry, when --server names it otherwise (e.g. a
+    /// probe calling https://127.0.0.1:50051 inside the node's own pod).
+    #[arg(long, requires = "ca")]
+    server_name: Option<String>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -201,6 +205,17 @@ enum ClientCommand {
     /// Print the directory's signed trust list (for offline verifiers: `liangma verify --trust
     /// FILE --directory-public-key HEX`).
     ExportTrustList,
+    /// Ask gRPC health (grpc.health.v1) and print the status; exit 0 when SERVING, 1 otherwise
+    /// (for readiness probes). With --alive, exit 0 whenever the server answers at all (for
+    /// liveness probes: a node that cannot reach Redis is not ready, but restarting it cannot help).
+    Health {
+        /// The service to ask about (e.g. liangma.v1.VerifierService); default: the server as a whole.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Exit 0 on any answer, SERVING or not.
+        #[arg(long)]
+        alive: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -335,3 +335,43 @@ async fn the_metrics_endpoint_counts_a_session_and_names_no_member() {
     }
     served.terminate();
 }
+
+/// `liangma client health` is what probes run: exit 0 when SERVING; a node whose Redis is gone
+/// is not ready (exit 1) but alive (`--alive`: exit 0), so it is taken out of rotation, not
+/// restarted; a node that does not answer fails both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_tell_ready_from_alive() {
+    let probe = |served: &Served, extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_liangma"))
+            .args(["client", "--server", &served.address, "health"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let ready = serve("warn").await;
+    assert_eq!(probe(&ready, &[]), (Some(0), "SERVING".to_owned()));
+    assert_eq!(probe(&ready, &["--service", "liangma.v1.VerifierService"]), (Some(0), "SERVING".to_owned()));
+    let mut redis = liangma::testkit::RedisServer::start();
+    let cut_off =
+        serve_with("warn", &["[store]", "backend = \"redis\"", &format!("redis_url = \"{}\"", redis.url())], true)
+            .await;
+    assert_eq!(probe(&cut_off, &["--service", "liangma.v1.VerifierService"]).0, Some(0));
+    redis.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe(&cut_off, &["--service", "liangma.v1.VerifierService"]).0 != Some(1) {
+        assert!(Instant::now() < deadline, "health never turned NOT_SERVING without Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(probe(&cut_off, &["--service", "liangma.v1.VerifierService"]), (Some(1), "NOT_SERVING".to_owned()));
+    assert_eq!(probe(&cut_off, &["--alive", "--service", "liangma.v1.VerifierService"]).0, Some(0));
+    let (status, _, _) = cut_off.terminate();
+    assert_eq!(status.code(), Some(0));
+    let gone = ready.address.clone();
+    drop(ready.terminate());
+    let output = Command::new(env!("CARGO_BIN_EXE_liangma"))
+        .args(["client", "--server", &gone, "health", "--alive"])
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+}
