@@ -14,6 +14,7 @@ mod load;
 mod members;
 mod processes;
 mod report;
+mod scale;
 mod scenarios;
 
 use std::io::Write;
@@ -45,6 +46,12 @@ pub(crate) enum Scenario {
     /// VerifyCode at another centre's node (consumed at the issuer's node) against a verify at
     /// the issuer's node, both over mutual TLS.
     Federation,
+    /// VerifyCode offered past saturation with issuance and publishing: goodput, p99, shedding.
+    Overload,
+    /// VerifyCode on one replica against two replicas on one Redis.
+    Replicas,
+    /// VerifyCode with Redis appendfsync everysec against always.
+    Durability,
 }
 
 /// Options of a run.
@@ -128,6 +135,15 @@ fn main() -> anyhow::Result<()> {
     }
     if options.runs(Scenario::Federation) {
         bench.federation()?;
+    }
+    if options.runs(Scenario::Overload) {
+        bench.overload()?;
+    }
+    if options.runs(Scenario::Replicas) {
+        bench.replicas()?;
+    }
+    if options.runs(Scenario::Durability) {
+        bench.durability()?;
     }
     let problems = bench.service.problems();
     ensure!(problems == 0, "liangma logged {problems} warnings or errors during the run");

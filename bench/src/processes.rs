@@ -52,9 +52,33 @@ pub(crate) struct Service {
 
 impl Service {
     pub(crate) fn start(binary: &Path, data_dir: &Path, redis_url: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
+        Self::start_configured(binary, data_dir, redis_url, "", None)
+    }
+
+    /// `liangma serve` with these lines of configuration file (e.g. `[limits]` settings), on
+    /// these CPUs only (`taskset -c` list) if given.
+    pub(crate) fn start_configured(
+        binary: &Path,
+        data_dir: &Path,
+        redis_url: &str,
+        config: &str,
+        cpus: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        // Read by the process at start, before this function returns: the next service may reuse it.
+        let config_path = data_dir.join("bench-service.toml");
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::write(&config_path, config)?;
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut pinned = Command::new("taskset");
+                pinned.args(["-c", cpus]).arg(binary);
+                pinned
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .arg("serve")
-            .env_remove("LIANGMA_CONFIG")
+            .env("LIANGMA_CONFIG", &config_path)
             .env("LIANGMA_LISTEN", "127.0.0.1:0")
             .env("LIANGMA_DATA_DIR", data_dir)
             .env("LIANGMA_STORE", "redis")
@@ -90,6 +114,17 @@ impl Service {
     pub(crate) fn problems(&self) -> u64 {
         self.problems.load(Ordering::Relaxed)
     }
+}
+
+/// Restricts every thread of process `pid` to these CPUs (`taskset -c` list).
+pub(crate) fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    ensure!(status.success(), "taskset -p {cpus} {pid} failed");
+    Ok(())
 }
 
 /// One `bench_anchor` process.

@@ -33,6 +33,12 @@ impl Row {
         self
     }
 
+    /// What the row is for, when it has no pass mark (a ratio reported for the docs).
+    pub(crate) fn note(mut self, note: &str) -> Self {
+        self.target = note.into();
+        self
+    }
+
     pub(crate) fn fact(what: &str, value: String, target: &str, met: Option<bool>) -> Self {
         Self { what: what.into(), load: value, measured: None, against: None, target: target.into(), met }
     }

@@ -23,6 +23,11 @@ pub struct ClassLimits {
 /// How long a shed caller should wait before trying again.
 const RETRY_PUSHBACK_MS: &str = "200";
 
+/// How long issuance and publishing stay shed after verification was last seen busy: in-flight
+/// counts dip for moments even under a steady overload, and each issuance or batch let in
+/// during a dip costs as much CPU as hundreds of verifications.
+const BUSY_HOLD_MILLIS: u64 = 1_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Verify,
@@ -51,14 +56,28 @@ struct Gates {
     verify: Arc<Semaphore>,
     issue: Arc<Semaphore>,
     publish: Arc<Semaphore>,
+    started: std::time::Instant,
+    /// Milliseconds after `started` until which verification counts as busy.
+    busy_until: std::sync::atomic::AtomicU64,
 }
 
 impl Gates {
     /// A permit for the call, or `None` to shed it.
     fn admit(&self, class: Class) -> Result<Option<OwnedSemaphorePermit>, &'static str> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if class == Class::Other {
+            return Ok(None);
+        }
         let verifying = self.limits.verify - self.verify.available_permits();
-        // While verification uses more than half its room, the other classes give way to it.
-        let verification_busy = verifying * 2 > self.limits.verify;
+        let now = self.started.elapsed().as_millis() as u64;
+        // While verification uses more than half its room, and for a second after, the other
+        // classes give way to it.
+        let verification_busy = if verifying * 2 > self.limits.verify {
+            self.busy_until.store(now + BUSY_HOLD_MILLIS, Relaxed);
+            true
+        } else {
+            now < self.busy_until.load(Relaxed)
+        };
         let gate = match class {
             Class::Other => return Ok(None),
             Class::Verify => &self.verify,
@@ -89,6 +108,8 @@ impl OverloadLayer {
             verify: Arc::new(Semaphore::new(limits.verify)),
             issue: Arc::new(Semaphore::new(limits.issue)),
             publish: Arc::new(Semaphore::new(limits.publish)),
+            started: std::time::Instant::now(),
+            busy_until: std::sync::atomic::AtomicU64::new(0),
         };
         Self { gates: Arc::new(gates) }
     }

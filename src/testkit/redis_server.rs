@@ -9,11 +9,20 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    settings: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
-        let mut server = Self { dir: tempfile::tempdir().unwrap(), child: None };
+        Self::start_with(&[])
+    }
+
+    /// Starts with these settings after the defaults (no persistence), which they override:
+    /// e.g. `["--appendonly", "yes", "--appendfsync", "always"]`. Files go to a temp folder on
+    /// the disk of `std::env::temp_dir()`.
+    pub fn start_with(settings: &[&str]) -> Self {
+        let settings = settings.iter().map(|setting| (*setting).to_owned()).collect();
+        let mut server = Self { dir: tempfile::tempdir().unwrap(), child: None, settings };
         server.restart();
         server
     }
@@ -34,6 +43,7 @@ impl RedisServer {
             .arg(self.socket())
             .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
+            .args(&self.settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -62,6 +72,11 @@ impl RedisServer {
             let _ = child.wait();
         }
         let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.

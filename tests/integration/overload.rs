@@ -38,17 +38,7 @@ async fn issuance_and_publishing_give_way_while_verification_is_busy() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let third = app.verifier().await.verify_code(verify_text(&codes[0].text, "busy-2")).await.unwrap_err();
     assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
-    let shed = app
-        .issuer()
-        .await
-        .issue_code(pb::IssueCodeRequest {
-            issuer_centre: "410800".into(),
-            id_number: ZHANG_WEI.into(),
-            purpose: pb::Purpose::OffsiteLoan.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let shed = app.issuer().await.issue_code(issue_request()).await.unwrap_err();
     assert_eq!(shed.code(), Code::ResourceExhausted);
     assert!(shed.message().contains("issuance"), "{}", shed.message());
     assert_eq!(shed.metadata().get("grpc-retry-pushback-ms").and_then(|v| v.to_str().ok()), Some("200"));
@@ -65,7 +55,11 @@ async fn issuance_and_publishing_give_way_while_verification_is_busy() {
     for call in hanging {
         assert_eq!(call.await.unwrap().unwrap().into_inner().verdict(), pb::Verdict::Valid);
     }
-    // With verification idle again, issuance goes through; publishing has a bound of its own.
+    // Verification idle again: issuance stays shed for a second (a dip in a steady overload
+    // must not let it in), then goes through; publishing has a bound of its own.
+    let held = app.issuer().await.issue_code(issue_request()).await.unwrap_err();
+    assert_eq!(held.code(), Code::ResourceExhausted);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let _ = app.issue(ZHANG_WEI).await;
     let batch = || pb::PublishStatusesRequest {
         centre: "410800".into(),
@@ -114,4 +108,13 @@ async fn a_counter_guessing_digits_is_refused_past_its_rate() {
     let code = app.issue(ZHANG_WEI).await;
     let answer = verifier.verify_code(verify_text(&code.text, "scan")).await.unwrap().into_inner();
     assert_eq!(answer.verdict(), pb::Verdict::Valid);
+}
+
+fn issue_request() -> pb::IssueCodeRequest {
+    pb::IssueCodeRequest {
+        issuer_centre: "410800".into(),
+        id_number: ZHANG_WEI.into(),
+        purpose: pb::Purpose::OffsiteLoan.into(),
+        ..Default::default()
+    }
 }
