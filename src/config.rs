@@ -32,6 +32,8 @@ pub struct Config {
     /// Address of the Prometheus endpoint (`/metrics`, plaintext; no personal data in it).
     /// Default: none (no endpoint). Env `LIANGMA_METRICS_LISTEN`.
     pub metrics_listen: Option<SocketAddr>,
+    /// OpenTelemetry export of spans; none: no export.
+    pub telemetry: Option<TelemetryConfig>,
     /// This deployment's centre as a verifier (matched against codes' audience). Default
     /// `440300`. Env `LIANGMA_CENTRE`.
     pub centre: CentreCode,
@@ -211,6 +213,31 @@ pub enum StoreBackend {
     Redis,
 }
 
+/// OpenTelemetry export (`[telemetry]`): spans of calls, Redis operations and calls to other
+/// nodes, sent over OTLP/gRPC. They carry RPC names, status codes, verdicts and centre codes,
+/// never a member's data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector, `http://host:4317` (OTLP over gRPC, plaintext: a collector agent on the
+    /// node or its network). Env `LIANGMA_OTLP_ENDPOINT` (which also turns export on).
+    pub otlp_endpoint: String,
+    /// Share of calls traced, 0 to 1, decided per call (a traced call has all its spans).
+    /// Default 0.01.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// `service.name` of the spans. Default `liangma`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_sample_ratio() -> f64 {
+    0.01
+}
+fn default_service_name() -> String {
+    "liangma".into()
+}
+
 /// How Redis is deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -293,6 +320,7 @@ impl Default for Config {
             federation: None,
             directory: None,
             metrics_listen: None,
+            telemetry: None,
             centre: CentreCode::new(440300).expect("valid"),
             purposes: Purpose::ALL.to_vec(),
             clock_skew_secs: crate::verify::DEFAULT_CLOCK_SKEW_SECONDS,
@@ -358,12 +386,13 @@ pub struct ConfigError(String);
 
 /// Every environment variable `liangma serve` reads: the configuration file's path, the log
 /// level filter, and the overrides applied by [`Config::load`].
-pub const ENVIRONMENT: [&str; 14] = [
+pub const ENVIRONMENT: [&str; 15] = [
     "LIANGMA_CONFIG",
     "LIANGMA_LOG",
     "LIANGMA_LISTEN",
     "LIANGMA_INSECURE_PLAINTEXT",
     "LIANGMA_METRICS_LISTEN",
+    "LIANGMA_OTLP_ENDPOINT",
     "LIANGMA_CENTRE",
     "LIANGMA_DATA_DIR",
     "LIANGMA_TRUST_LIST",
@@ -400,6 +429,18 @@ impl Config {
         }
         if let Some(value) = env("LIANGMA_METRICS_LISTEN") {
             config.metrics_listen = Some(parse("LIANGMA_METRICS_LISTEN", &value)?);
+        }
+        if let Some(value) = env("LIANGMA_OTLP_ENDPOINT") {
+            match &mut config.telemetry {
+                Some(telemetry) => telemetry.otlp_endpoint = value,
+                None => {
+                    config.telemetry = Some(TelemetryConfig {
+                        otlp_endpoint: value,
+                        sample_ratio: default_sample_ratio(),
+                        service_name: default_service_name(),
+                    })
+                }
+            }
         }
         if let Some(value) = env("LIANGMA_CENTRE") {
             config.centre = parse("LIANGMA_CENTRE", &value)?;
@@ -531,6 +572,17 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some(telemetry) = &self.telemetry {
+            if !telemetry.otlp_endpoint.starts_with("http://") {
+                return Err(ConfigError(
+                    "telemetry.otlp_endpoint: an http:// address of an OTLP/gRPC collector (e.g. http://127.0.0.1:4317)"
+                        .into(),
+                ));
+            }
+            if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+                return Err(ConfigError("telemetry.sample_ratio: between 0 and 1".into()));
+            }
+        }
         if self.log_queue_lines == 0 {
             return Err(ConfigError("log_queue_lines: at least 1".into()));
         }
@@ -616,7 +668,7 @@ mod tests {
     }
 
     #[test]
-    fn redis_topologies_come_from_the_environment_and_need_their_nodes() {
+    fn redis_topologies_and_telemetry_come_from_the_environment_and_are_checked() {
         use crate::store::redis::RedisTopology;
         let cluster = |name: &str| match name {
             "LIANGMA_REDIS_TOPOLOGY" => Some("cluster".to_string()),
@@ -638,6 +690,11 @@ mod tests {
             topology,
             RedisTopology::Sentinel { sentinels: nodes.clone(), master_name: "liangma".into(), master_credentials }
         );
+        let traced = |name: &str| (name == "LIANGMA_OTLP_ENDPOINT").then(|| "http://127.0.0.1:4317".to_string());
+        let telemetry = Config::load(None, traced).unwrap().telemetry.expect("export on");
+        assert_eq!((telemetry.otlp_endpoint.as_str(), telemetry.sample_ratio), ("http://127.0.0.1:4317", 0.01));
+        let encrypted = |name: &str| (name == "LIANGMA_OTLP_ENDPOINT").then(|| "https://collector:4317".to_string());
+        assert!(Config::load(None, encrypted).unwrap_err().to_string().contains("telemetry.otlp_endpoint"));
         let no_nodes = |name: &str| (name == "LIANGMA_REDIS_TOPOLOGY").then(|| "cluster".to_string());
         assert!(Config::load(None, no_nodes).unwrap_err().to_string().contains("store.redis_nodes"));
         let unknown = |name: &str| (name == "LIANGMA_REDIS_TOPOLOGY").then(|| "ring".to_string());

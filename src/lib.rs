@@ -22,6 +22,7 @@ pub mod pb;
 pub mod render;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod trust;

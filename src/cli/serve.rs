@@ -25,27 +25,53 @@ pub(super) fn run(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_CONFIG));
         }
     };
-    let _flush_logs_on_exit = init_logging(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // Declared after the runtime, so dropped before it: the last spans are sent while it runs.
+    let _flush_on_exit = {
+        let _inside = runtime.enter();
+        init_logging(&config)?
+    };
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr from a thread of their own (src/logging.rs): a caller never waits for
-/// the output; lines the output cannot take in time are counted and reported. The returned
-/// guard flushes what is left when dropped.
-fn init_logging(config: &Config) -> anyhow::Result<crate::logging::FlushOnDrop> {
+/// the output; lines the output cannot take in time are counted and reported. With
+/// `[telemetry]`, spans go to the collector too (src/telemetry.rs); the log shows no spans. The
+/// returned guards flush what is left when dropped.
+fn init_logging(
+    config: &Config,
+) -> anyhow::Result<(crate::logging::FlushOnDrop, Option<crate::telemetry::ExportGuard>)> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_env("LIANGMA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_filter = filter.and(tracing_subscriber::filter::filter_fn(|metadata| !metadata.is_span()));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (queue, guard) = crate::logging::start(std::io::stderr(), config.log_queue_lines, config.log_format)
         .context("starting the log writer thread")?;
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(colour).with_writer(move || queue.clone());
-    match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let lines = tracing_subscriber::fmt::layer().with_ansi(colour).with_writer(move || queue.clone());
+    let log = match config.log_format {
+        LogFormat::Text => lines.with_filter(log_filter).boxed(),
+        LogFormat::Json => lines.json().with_filter(log_filter).boxed(),
+    };
+    let (export, export_guard) = match &config.telemetry {
+        Some(telemetry) => {
+            let (layer, guard) = crate::telemetry::export_layer(telemetry, config.centre)?;
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(log).with(export).try_init().context("installing the log subscriber")?;
+    if let Some(telemetry) = &config.telemetry {
+        tracing::info!(
+            endpoint = %telemetry.otlp_endpoint,
+            sample_ratio = telemetry.sample_ratio,
+            "OpenTelemetry: exporting spans of calls, Redis operations and calls to other nodes"
+        );
     }
-    Ok(guard)
+    Ok((guard, export_guard))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

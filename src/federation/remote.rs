@@ -91,7 +91,22 @@ impl GrpcLink {
     }
 
     /// One call to the issuer's node through the breaker, within the time limit.
-    async fn call<T, F, Fut>(&self, issuer: CentreCode, node: &str, send: F) -> Result<T, LinkError>
+    async fn call<T, F, Fut>(
+        &self,
+        method: &'static str,
+        issuer: CentreCode,
+        node: &str,
+        send: F,
+    ) -> Result<T, LinkError>
+    where
+        F: FnOnce(NodeClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        use tracing::Instrument;
+        self.call_unspanned(issuer, node, send).instrument(crate::telemetry::issuer_span(issuer, method)).await
+    }
+
+    async fn call_unspanned<T, F, Fut>(&self, issuer: CentreCode, node: &str, send: F) -> Result<T, LinkError>
     where
         F: FnOnce(NodeClient) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -145,7 +160,9 @@ impl IssuerLink for GrpcLink {
         request.set_timeout(self.timeout);
         Box::pin(async move {
             let answer = self
-                .call(issuer, node, |mut client: NodeClient| async move { client.consume_code(request).await })
+                .call("ConsumeCode", issuer, node, |mut client: NodeClient| async move {
+                    client.consume_code(request).await
+                })
                 .await?;
             RemoteAnswer::try_from(answer).map_err(|problem| LinkError::Refused {
                 centre: issuer,
@@ -164,7 +181,9 @@ impl IssuerLink for GrpcLink {
         request.set_timeout(self.timeout);
         Box::pin(async move {
             let answer = self
-                .call(issuer, node, |mut client: NodeClient| async move { client.resolve_digits(request).await })
+                .call("ResolveDigits", issuer, node, |mut client: NodeClient| async move {
+                    client.resolve_digits(request).await
+                })
                 .await?;
             Ok(answer.found.then_some(answer.text))
         })

@@ -60,13 +60,17 @@ where
             connection.activity.call_started();
         }
         let rpc = crate::metrics::rpc_label(request.uri().path());
-        let call = self.inner.call(request);
+        let span = crate::telemetry::rpc_span(rpc);
+        let call = tracing::Instrument::instrument(self.inner.call(request), span.clone());
         let timeout = self.request_timeout;
         Box::pin(async move {
             let _ended = connection.map(CallEnds);
             let started = std::time::Instant::now();
             let answered = tokio::time::timeout(timeout, call).await;
             crate::metrics::rpc(rpc, started.elapsed());
+            if let Ok(Ok(response)) = &answered {
+                crate::telemetry::record_status(&span, response);
+            }
             match answered {
                 Ok(result) => result,
                 // Dropping the call cancels its handler at its next await: a store round trip

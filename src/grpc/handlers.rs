@@ -116,6 +116,7 @@ impl<S: Store> pb::verifier_service_server::VerifierService for Handlers<S> {
         let request_id = command.request_id.as_ref().map(|id| id.as_str().to_owned());
         let verification = self.service.verify(command).await?;
         crate::metrics::verification(verification.verdict, false);
+        crate::telemetry::record_verdict(verification.verdict.as_str());
         tracing::info!(
             verdict = verification.verdict.as_str(),
             code_id = verification.claims.as_ref().map(|claims| tracing::field::display(claims.code_id)),
@@ -283,6 +284,7 @@ impl<S: Store> pb::node_service_server::NodeService for Handlers<S> {
         let (verifying_centre, request_id) = (command.verifying_centre, command.request_id.as_str().to_owned());
         let verification = self.service.consume_for(command).await?;
         crate::metrics::verification(verification.verdict, true);
+        crate::telemetry::record_verdict(verification.verdict.as_str());
         tracing::info!(verdict = verification.verdict.as_str(), %verifying_centre, request_id, "consumed for another centre");
         Ok(Response::new(verification.into()))
     }

@@ -81,9 +81,15 @@ impl RedisStore {
     /// Runs one store operation within the timeout. The connection manager's own timeouts
     /// cover each command, not a reconnection or a script reload around it: this bounds the
     /// whole operation, so a caller never waits longer than `store.timeout_ms` for one.
-    async fn bounded<T>(&self, operation: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
+    async fn bounded<T>(
+        &self,
+        name: &'static str,
+        operation: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        use tracing::Instrument;
         let started = std::time::Instant::now();
-        let answered = tokio::time::timeout(self.timeout, operation).await;
+        let answered =
+            tokio::time::timeout(self.timeout, operation).instrument(crate::telemetry::store_span(name)).await;
         let failure = match &answered {
             Ok(Ok(_)) => None,
             Ok(Err(_)) => Some("error"),
@@ -103,7 +109,7 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         // One command per script: on a cluster, SCRIPT LOAD goes to every master.
         for script in [&self.consume, &self.publish, &self.lookup, &self.revoke] {
-            self.bounded(script.prepare_invoke().load_async(&mut connection)).await?;
+            self.bounded("load_scripts", script.prepare_invoke().load_async(&mut connection)).await?;
         }
         Ok(())
     }
@@ -286,7 +292,7 @@ impl RegistryStore for RedisStore {
                 let mut connection = connection.clone();
                 async move { invocation.invoke_async::<u8>(&mut connection).await }
             });
-            self.bounded(async { futures_util::future::try_join_all(calls).await }).await?
+            self.bounded("publish", async { futures_util::future::try_join_all(calls).await }).await?
         } else {
             // One round trip for the batch: load the script (a restart may have flushed the
             // cache), then one compare-and-set per record, each answering for its own record.
@@ -295,7 +301,7 @@ impl RegistryStore for RedisStore {
             for invocation in &invocations {
                 pipe.invoke_script(invocation);
             }
-            self.bounded(pipe.query_async(&mut connection)).await?
+            self.bounded("publish", pipe.query_async(&mut connection)).await?
         };
         if answers.len() != records.len() {
             return Err(StoreError::Corrupt(format!("{} answers to {} records", answers.len(), records.len())));
@@ -313,19 +319,19 @@ impl RegistryStore for RedisStore {
 
     async fn get(&self, subject: Subject) -> Result<Option<RegistryRecord>, StoreError> {
         let mut connection = self.connection.clone();
-        let stored: Option<String> = self.bounded(connection.get(self.subject_key(subject, "record"))).await?;
+        let stored: Option<String> = self.bounded("get", connection.get(self.subject_key(subject, "record"))).await?;
         decode_record(stored)
     }
 
     async fn remove(&self, subject: Subject) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
-        let removed: u32 = self.bounded(connection.del(self.subject_key(subject, "record"))).await?;
+        let removed: u32 = self.bounded("remove", connection.del(self.subject_key(subject, "record"))).await?;
         Ok(removed > 0)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
-        self.bounded(redis::cmd("PING").query_async::<()>(&mut connection)).await
+        self.bounded("ping", redis::cmd("PING").query_async::<()>(&mut connection)).await
     }
 }
 
@@ -370,7 +376,7 @@ impl RedisStore {
             .arg(self.usage_retention.as_secs().max(1));
         let mut connection = self.connection.clone();
         if !consuming || self.used_mark_replicas == 0 {
-            return self.bounded(invocation.invoke_async(&mut connection)).await;
+            return self.bounded("consume", invocation.invoke_async(&mut connection)).await;
         }
         // Same round trip: WAIT runs right after the script on the member's master, so the
         // answer says whether the used mark reached the replicas a failover would promote.
@@ -378,7 +384,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation).cmd("WAIT").arg(self.used_mark_replicas).arg(wait_ms);
         let (answer, acknowledged): (ConsumeAnswer, u32) = self
-            .bounded(async {
+            .bounded("consume", async {
                 match pipe.query_async(&mut connection).await {
                     Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                         invocation.load_async(&mut connection).await?;
@@ -451,7 +457,8 @@ impl CodeStore for RedisStore {
         let mut connection = self.connection.clone();
         let mut pipe = redis::pipe();
         pipe.lrange(self.subject_key(subject, "usage:valid"), 0, -1).lrange(self.subject_key(subject, "usage"), 0, -1);
-        let (valid, others): (Vec<String>, Vec<String>) = self.bounded(pipe.query_async(&mut connection)).await?;
+        let (valid, others): (Vec<String>, Vec<String>) =
+            self.bounded("usage", pipe.query_async(&mut connection)).await?;
         let decode = |lines: Vec<String>| lines.iter().map(|line| decode_usage(line)).collect::<Result<Vec<_>, _>>();
         Ok(super::merge_usage(decode(valid)?, decode(others)?))
     }
@@ -463,7 +470,7 @@ impl CodeStore for RedisStore {
             .key(self.code_key(subject, code_id))
             .arg(ttl_seconds.max(1));
         let mut connection = self.connection.clone();
-        let revoked: u8 = self.bounded(invocation.invoke_async(&mut connection)).await?;
+        let revoked: u8 = self.bounded("revoke", invocation.invoke_async(&mut connection)).await?;
         Ok(revoked == 1)
     }
 
@@ -477,7 +484,7 @@ impl CodeStore for RedisStore {
         invocation.key(self.code_key(subject, code_id)).key(self.subject_key(subject, "record"));
         let mut connection = self.connection.clone();
         let (state, live): (Option<String>, Option<String>) =
-            self.bounded(invocation.invoke_async(&mut connection)).await?;
+            self.bounded("lookup_granted", invocation.invoke_async(&mut connection)).await?;
         let Some(state) = state else { return Ok(None) };
         let used = decode_used(&state)?;
         if !super::same_secret(used.grant, grant) {
@@ -500,7 +507,7 @@ impl CodeStore for RedisStore {
             // Two masters, both asked at once.
             let mut other = connection.clone();
             let (_, stored) = self
-                .bounded(async {
+                .bounded("put_issued", async {
                     tokio::try_join!(issued_mark.query_async::<()>(&mut other), digits.query_async(&mut connection))
                 })
                 .await?;
@@ -509,7 +516,7 @@ impl CodeStore for RedisStore {
             // One round trip.
             let mut pipe = redis::pipe();
             pipe.add_command(issued_mark).ignore().add_command(digits);
-            let (stored,): (Option<String>,) = self.bounded(pipe.query_async(&mut connection)).await?;
+            let (stored,): (Option<String>,) = self.bounded("put_issued", pipe.query_async(&mut connection)).await?;
             stored
         };
         Ok(stored.is_some())
@@ -531,7 +538,7 @@ impl CodeStore for RedisStore {
         );
         let mut connection = self.connection.clone();
         let key = self.subject_key(granted.subject, format_args!("remote:{code_id}"));
-        self.bounded(connection.set_ex::<_, _, ()>(key, stored, ttl_seconds.max(1))).await
+        self.bounded("put_remote_grant", connection.set_ex::<_, _, ()>(key, stored, ttl_seconds.max(1))).await
     }
 
     async fn remote_granted(
@@ -542,7 +549,7 @@ impl CodeStore for RedisStore {
     ) -> Result<Option<Granted>, StoreError> {
         let mut connection = self.connection.clone();
         let key = self.subject_key(subject, format_args!("remote:{code_id}"));
-        let stored: Option<String> = self.bounded(connection.get(key)).await?;
+        let stored: Option<String> = self.bounded("remote_granted", connection.get(key)).await?;
         let Some(stored) = stored else { return Ok(None) };
         // grant, verified at, the seven status fields, whether a record follows, the record.
         let mut fields = Fields::new(&stored, 11, "remote grant");
@@ -559,12 +566,13 @@ impl CodeStore for RedisStore {
     async fn put_session(&self, key: &str, subject: Subject, ttl_seconds: u64) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         let stored = format!("{}|{}", subject.centre, subject.reference.to_full_hex());
-        self.bounded(connection.set_ex::<_, _, ()>(self.session_key(key), stored, ttl_seconds.max(1))).await
+        self.bounded("put_session", connection.set_ex::<_, _, ()>(self.session_key(key), stored, ttl_seconds.max(1)))
+            .await
     }
 
     async fn session(&self, key: &str) -> Result<Option<Subject>, StoreError> {
         let mut connection = self.connection.clone();
-        let stored: Option<String> = self.bounded(connection.get(self.session_key(key))).await?;
+        let stored: Option<String> = self.bounded("session", connection.get(self.session_key(key))).await?;
         let Some(stored) = stored else { return Ok(None) };
         let mut fields = Fields::new(&stored, 2, "member session");
         let centre = fields.parsed()?;
@@ -582,18 +590,18 @@ impl CodeStore for RedisStore {
             format!("{}|{}|{}|{}", deferred.issuer, deferred.accepted_at.unix(), deferred.code_id, deferred.text);
         // A soft cap: two round trips, so concurrent deferrals may pass it by a few.
         let (queued, present): (usize, bool) =
-            self.bounded(redis::pipe().hlen(&key).hexists(&key, field).query_async(&mut connection)).await?;
+            self.bounded("defer", redis::pipe().hlen(&key).hexists(&key, field).query_async(&mut connection)).await?;
         if queued >= super::MAX_DEFERRED && !present {
             return Ok(false);
         }
-        self.bounded(connection.hset::<_, _, _, ()>(&key, field, stored)).await?;
+        self.bounded("defer", connection.hset::<_, _, _, ()>(&key, field, stored)).await?;
         Ok(true)
     }
 
     async fn deferred(&self, limit: usize) -> Result<Vec<DeferredUse>, StoreError> {
         let mut connection = self.connection.clone();
         let scan = redis::cmd("HSCAN").arg(self.deferred_key()).arg(0).arg("COUNT").arg(limit.max(1)).clone();
-        let (_, pairs): (u64, Vec<String>) = self.bounded(scan.query_async(&mut connection)).await?;
+        let (_, pairs): (u64, Vec<String>) = self.bounded("deferred", scan.query_async(&mut connection)).await?;
         pairs
             .chunks_exact(2)
             .take(limit)
@@ -617,12 +625,12 @@ impl CodeStore for RedisStore {
 
     async fn deferred_done(&self, request_id: &RequestId) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
-        self.bounded(connection.hdel::<_, _, ()>(self.deferred_key(), request_id.as_str())).await
+        self.bounded("deferred_done", connection.hdel::<_, _, ()>(self.deferred_key(), request_id.as_str())).await
     }
 
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {
         let mut connection = self.connection.clone();
-        self.bounded(connection.get(self.digits_key(digits))).await
+        self.bounded("resolve_digits", connection.get(self.digits_key(digits))).await
     }
 }
 

@@ -17,6 +17,7 @@ mod redis_topologies;
 mod replicas;
 mod service;
 mod store_contract;
+mod telemetry;
 mod use_cases;
 mod vectors;
 mod web;

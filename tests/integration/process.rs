@@ -8,9 +8,9 @@ use liangma::pb::v1 as pb;
 
 use crate::harness::ZHANG_WEI;
 
-struct Served {
+pub struct Served {
     child: Child,
-    address: String,
+    pub address: String,
     /// stderr is read as it comes (unless a test wants it stalled).
     log: std::thread::JoinHandle<String>,
     /// Lets the reader start reading; until then nobody reads stderr.
@@ -20,7 +20,7 @@ struct Served {
 
 impl Served {
     /// SIGTERM, then the exit status and everything logged.
-    fn terminate(mut self) -> (std::process::ExitStatus, String, Duration) {
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String, Duration) {
         let _ = self.start_reading.send(());
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let started = Instant::now();
@@ -29,7 +29,7 @@ impl Served {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -39,7 +39,7 @@ async fn serve(log_level: &str) -> Served {
 
 /// `liangma serve` with `config` lines in a configuration file; stderr is read from the start
 /// or, with `read_logs` false, only from [`Served::terminate`] on (a stalled log reader).
-async fn serve_with(log_level: &str, config: &[&str], read_logs: bool) -> Served {
+pub async fn serve_with(log_level: &str, config: &[&str], read_logs: bool) -> Served {
     let data = tempfile::tempdir().unwrap();
     let address = format!("127.0.0.1:{}", free_port());
     let config_path = data.path().join("liangma.toml");
