@@ -27,6 +27,15 @@ impl RedisServer {
         server
     }
 
+    /// Starts from a backup: `rdb` (as `redis-cli --rdb` writes it) becomes the new server's
+    /// `dump.rdb` before it starts.
+    pub fn start_from_backup(rdb: &std::path::Path) -> Self {
+        let mut server = Self { dir: tempfile::tempdir().unwrap(), child: None, settings: Vec::new() };
+        std::fs::copy(rdb, server.dir.path().join("dump.rdb")).unwrap();
+        server.restart();
+        server
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("redis.sock")
     }
@@ -41,6 +50,8 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
+            // `redis-cli --rdb` and replicas get their copy at once, not after 5 s.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .args(&self.settings)

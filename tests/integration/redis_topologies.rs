@@ -110,3 +110,35 @@ async fn a_use_is_not_valid_until_a_replica_holds_its_mark() {
     let other = code_use(subject(1), 1, "110000", Some("desk-2"));
     assert!(matches!(store.consume(&other).await.unwrap(), UseOutcome::AlreadyUsed { .. }));
 }
+
+/// The backup procedure of docs/operations.md: `redis-cli --rdb`, then a new server started
+/// from the file holds the registry and the used marks as they were.
+#[tokio::test]
+async fn a_backup_restores_records_and_used_marks() {
+    use liangma::store::RegistryStore;
+    let server = liangma::testkit::RedisServer::start();
+    let store = topology_store(RedisTopology::Standalone { url: server.url() }, "backup", 0).await;
+    let member = subject(1);
+    let record = liangma::model::RegistryRecord {
+        status: liangma::testkit::member().deposit_claims(),
+        masked_name: "张*".into(),
+        masked_id_number: "410***********0012".into(),
+        published_at: crate::store_contract::now(),
+    };
+    store.publish(&[(member, record.clone())], 1 << 36).await.unwrap();
+    assert!(matches!(
+        store.consume(&code_use(member, 1, "330100", Some("a"))).await.unwrap(),
+        UseOutcome::Consumed { .. }
+    ));
+    let backup = tempfile::tempdir().unwrap();
+    let file = backup.path().join("liangma.rdb");
+    server.cli(&["--rdb", file.to_str().unwrap()]);
+    drop(store);
+    drop(server);
+
+    let restored = liangma::testkit::RedisServer::start_from_backup(&file);
+    let store = topology_store(RedisTopology::Standalone { url: restored.url() }, "backup", 0).await;
+    assert_eq!(store.get(member).await.unwrap(), Some(record));
+    let again = store.consume(&code_use(member, 1, "110000", Some("b"))).await.unwrap();
+    assert!(matches!(again, UseOutcome::AlreadyUsed { .. }), "{again:?}");
+}
