@@ -76,6 +76,15 @@ pub fn store(elapsed: Duration, failure: Option<&'static str>) {
     }
 }
 
+/// Signatures checked together: one batch of `size` (1: a lone check with `verify_strict`),
+/// and whether the batch equation failed so each was checked alone.
+pub fn signature_batch(size: usize, fell_back: bool) {
+    metrics::histogram!("liangma_signature_batch_size").record(size as f64);
+    if fell_back {
+        metrics::counter!("liangma_signature_batch_fallbacks_total").increment(1);
+    }
+}
+
 /// The signed trust list in force: its sequence, seconds to expiry, and freshness.
 pub fn trust_list(sequence: u64, seconds_to_expiry: i64, stale: bool, expired: bool) {
     metrics::gauge!("liangma_trust_list_sequence").set(sequence as f64);

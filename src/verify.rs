@@ -145,6 +145,24 @@ pub fn verify_offline(
     policy: &VerifierPolicy,
     now: Timestamp,
 ) -> Result<Claims, Rejection> {
+    let check = check_before_signature(text, trust)?;
+    let authentic = check.public_key.verify_strict(&check.message, &check.signature).is_ok();
+    check.finish(authentic, policy, now)
+}
+
+/// A code past steps 1 and 2, whose signature (step 3) is still to be checked: the service
+/// checks many at once (src/service/signatures.rs), the CLI one by one.
+#[derive(Debug)]
+pub struct SignatureCheck {
+    /// The signed bytes: the signing domain, then the claims exactly as transmitted.
+    pub message: Vec<u8>,
+    pub signature: ed25519_dalek::Signature,
+    pub public_key: ed25519_dalek::VerifyingKey,
+    claims: Claims,
+}
+
+/// Steps 1 (decode) and 2 (trust) of the pipeline.
+pub fn check_before_signature(text: &str, trust: &TrustList) -> Result<SignatureCheck, Rejection> {
     // 1. decode
     let code = decode(text)?;
     let claims = code.claims;
@@ -157,24 +175,33 @@ pub fn verify_offline(
     if key.status == KeyStatus::Revoked {
         return Err(Rejection::before_signature(Reason::KeyRevoked));
     }
-    // 3. signature, over the exact transmitted claim bytes
-    let verified = code.with_signed_message(|message| key.public_key.verify_strict(message, &code.signature));
-    if verified.is_err() {
-        return Err(Rejection::before_signature(Reason::BadSignature));
+    let message = code.with_signed_message(<[u8]>::to_vec);
+    Ok(SignatureCheck { message, signature: code.signature, public_key: key.public_key, claims })
+}
+
+impl SignatureCheck {
+    /// Step 3's outcome (`authentic`: the signature verified as `verify_strict` would), then
+    /// steps 4 (time) and 5 (scope).
+    pub fn finish(self, authentic: bool, policy: &VerifierPolicy, now: Timestamp) -> Result<Claims, Rejection> {
+        let claims = self.claims;
+        // 3. signature, over the exact transmitted claim bytes
+        if !authentic {
+            return Err(Rejection::before_signature(Reason::BadSignature));
+        }
+        // 4. time
+        if claims.issued_at > now.plus(i64::from(policy.clock_skew_seconds)) {
+            return Err(Rejection::after_signature(Reason::NotYetValid, claims));
+        }
+        if now >= claims.expires_at() {
+            return Err(Rejection::after_signature(Reason::Expired, claims));
+        }
+        // 5. scope
+        if !policy.purposes.contains(&claims.purpose) {
+            return Err(Rejection::after_signature(Reason::WrongPurpose, claims));
+        }
+        if claims.audience.is_some_and(|audience| audience != policy.centre) {
+            return Err(Rejection::after_signature(Reason::WrongAudience, claims));
+        }
+        Ok(claims)
     }
-    // 4. time
-    if claims.issued_at > now.plus(i64::from(policy.clock_skew_seconds)) {
-        return Err(Rejection::after_signature(Reason::NotYetValid, claims));
-    }
-    if now >= claims.expires_at() {
-        return Err(Rejection::after_signature(Reason::Expired, claims));
-    }
-    // 5. scope
-    if !policy.purposes.contains(&claims.purpose) {
-        return Err(Rejection::after_signature(Reason::WrongPurpose, claims));
-    }
-    if claims.audience.is_some_and(|audience| audience != policy.centre) {
-        return Err(Rejection::after_signature(Reason::WrongAudience, claims));
-    }
-    Ok(claims)
 }

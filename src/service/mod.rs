@@ -12,6 +12,7 @@ mod loan;
 mod member_page;
 mod registry;
 mod revoke;
+pub mod signatures;
 mod trust;
 mod usage;
 mod verification_id;
@@ -136,6 +137,7 @@ pub struct Liangma<S> {
     renderer: Renderer,
     link: Option<Arc<dyn link::IssuerLink>>,
     in_flight: in_flight::InFlight,
+    signatures: signatures::SignatureBatcher,
 }
 
 impl<S> std::fmt::Debug for Liangma<S> {
@@ -164,6 +166,7 @@ impl<S: Store> Liangma<S> {
             renderer,
             link: None,
             in_flight: in_flight::InFlight::default(),
+            signatures: signatures::SignatureBatcher::default(),
         })
     }
 

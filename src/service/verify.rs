@@ -6,7 +6,7 @@ use crate::model::{
     CodeUse, Granted, PreviousUse, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome, Verdict,
 };
 use crate::store::Store;
-use crate::verify::{Reason, VerifierPolicy, verify_offline};
+use crate::verify::{Reason, VerifierPolicy, check_before_signature};
 
 use super::link::{LinkError, RemoteUse};
 use super::verification_id::{new_verification_id, parse_verification_id, verification_id_of};
@@ -240,7 +240,15 @@ impl<S: Store> Liangma<S> {
     /// Steps 1-5 as of `now` (a replayed deferred consumption is checked as of its acceptance).
     async fn check_text(&self, text: String, policy: &VerifierPolicy, now: Timestamp) -> Result<Checked, ServiceError> {
         let trust = self.trust();
-        match verify_offline(&text, trust.usable_at(self.clock.now())?, policy, now) {
+        let checked = match check_before_signature(&text, trust.usable_at(self.clock.now())?) {
+            Ok(mut check) => {
+                let message = std::mem::take(&mut check.message);
+                let authentic = self.signatures.verify(message, check.signature, check.public_key).await;
+                check.finish(authentic, policy, now)
+            }
+            Err(rejection) => Err(rejection),
+        };
+        match checked {
             Ok(claims) => Ok(Checked::Authentic(AuthenticCode { claims, text })),
             Err(rejection) => {
                 let claims = rejection.authentic_claims.map(|claims| *claims);

@@ -16,6 +16,7 @@ mod qr_size;
 mod redis_topologies;
 mod replicas;
 mod service;
+mod signatures;
 mod store_contract;
 mod telemetry;
 mod use_cases;
