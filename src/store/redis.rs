@@ -1,4 +1,4 @@
-//! Redis store: namespaced keys hashed by member (Cluster-ready), Lua scripts for every multi-key step, one round trip each.
+//! Redis store (one server, a Redis Cluster or a Sentinel-watched master): keys hashed by member, Lua scripts for every multi-key step, one round trip each.
 
 use std::future::Future;
 use std::time::Duration;
