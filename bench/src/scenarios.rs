@@ -227,12 +227,9 @@ impl Bench {
         let (mut alone, mut together, mut png) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let codes = self.codes.make(count)?;
-            alone.push(self.runtime.block_on(own_load(
-                &self.service_channels,
-                paced,
-                count,
-                verify_with(codes, true),
-            ))?);
+            alone.push(self.with_cpu(self.service.pid, count, || {
+                self.runtime.block_on(own_load(&self.service_channels, paced, count, verify_with(codes, true)))
+            })?);
             let codes = self.codes.make(count)?;
             let channels = &self.service_channels;
             let (verified, issued) = self.runtime.block_on(async {
@@ -301,7 +298,9 @@ impl Bench {
         })?;
         let half = saturated_own.per_second / 2.0;
         let count = ((half * 8.0) as usize).max(1000);
-        let at_half = self.runtime.block_on(own_load(&self.service_channels, Pace::PerSecond(half), count, lookup))?;
+        let at_half = self.with_cpu(self.service.pid, count, || {
+            self.runtime.block_on(own_load(&self.service_channels, Pace::PerSecond(half), count, lookup))
+        })?;
         self.rows.push(Row::new("liangma LookupStatus", format!("h2load {load}"), saturated));
         self.rows.push(Row::new("liangma LookupStatus", format!("own {load}"), saturated_own));
         self.rows.push(
