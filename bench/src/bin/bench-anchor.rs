@@ -3,6 +3,8 @@
 //! Usage: bench_anchor echo
 //!        bench_anchor verify-get REDIS_URL CODE_TEXT PUBLIC_KEY_HEX
 //!        bench_anchor sign SIGNING_KEY_PEM
+//!        bench_anchor get-sign REDIS_URL SIGNING_KEY_PEM   (one Redis GET, as a real issuance reads
+//!                                                          the member's status, then sign)
 //!
 //! Listens on 127.0.0.1 (a free port), prints `listening ADDRESS`, serves on a default tokio
 //! runtime (one worker per CPU, as `liangma serve`) until its standard input closes, then prints
@@ -45,9 +47,23 @@ struct Anchor {
     counts: Arc<Counts>,
     verify: Option<Arc<VerifyWork>>,
     signing_key: Option<Arc<liangma::trust::CentreKey>>,
+    /// Read before signing, when set.
+    status_store: Option<redis::aio::ConnectionManager>,
 }
 
 impl Anchor {
+    async fn issue_once(&self) -> Result<pb::IssueCodeResponse, Status> {
+        let key = self.signing_key.as_ref().ok_or_else(|| Status::unimplemented("this anchor does not sign"))?;
+        if let Some(store) = &self.status_store {
+            let mut connection = store.clone();
+            let _: Option<String> = redis::AsyncCommands::get(&mut connection, "anchor")
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        // A message of a realistic code's size: domain (16 bytes) and 80 bytes of claims.
+        Ok(pb::IssueCodeResponse { text: hex::encode(key.sign(&[7u8; 96]).to_bytes()), ..Default::default() })
+    }
+
     async fn verify_once(&self) -> Result<pb::VerifyCodeResponse, Status> {
         if let Some(work) = &self.verify {
             work.key.verify_strict(&work.signed_message, &work.signature).map_err(|_| Status::internal("signature"))?;
@@ -70,14 +86,7 @@ impl pb::verifier_service_server::VerifierService for Anchor {
 #[tonic::async_trait]
 impl pb::issuer_service_server::IssuerService for Anchor {
     async fn issue_code(&self, _: Request<pb::IssueCodeRequest>) -> Result<Response<pb::IssueCodeResponse>, Status> {
-        let answer = match &self.signing_key {
-            // A message of a realistic code's size: domain (16 bytes) and 80 bytes of claims.
-            Some(key) => {
-                Ok(pb::IssueCodeResponse { text: hex::encode(key.sign(&[7u8; 96]).to_bytes()), ..Default::default() })
-            }
-            None => Err(Status::unimplemented("this anchor does not sign")),
-        };
-        self.counts.count(answer).map(Response::new)
+        self.counts.count(self.issue_once().await).map(Response::new)
     }
 
     async fn revoke_code(&self, _: Request<pb::RevokeCodeRequest>) -> Result<Response<pb::RevokeCodeResponse>, Status> {
@@ -86,7 +95,7 @@ impl pb::issuer_service_server::IssuerService for Anchor {
 }
 
 async fn build(mode: &str, args: &[String]) -> anyhow::Result<Anchor> {
-    let mut anchor = Anchor { counts: Arc::default(), verify: None, signing_key: None };
+    let mut anchor = Anchor { counts: Arc::default(), verify: None, signing_key: None, status_store: None };
     match (mode, args) {
         ("echo", []) => {}
         ("verify-get", [redis_url, code, public_key]) => {
@@ -104,7 +113,13 @@ async fn build(mode: &str, args: &[String]) -> anyhow::Result<Anchor> {
         ("sign", [pem]) => {
             anchor.signing_key = Some(Arc::new(liangma::trust::CentreKey::read_pem_file(pem.as_ref())?));
         }
-        _ => anyhow::bail!("usage: bench_anchor echo | verify-get REDIS_URL CODE PUBLIC_KEY_HEX | sign KEY_PEM"),
+        ("get-sign", [redis_url, pem]) => {
+            anchor.signing_key = Some(Arc::new(liangma::trust::CentreKey::read_pem_file(pem.as_ref())?));
+            anchor.status_store = Some(redis::Client::open(redis_url.as_str())?.get_connection_manager().await?);
+        }
+        _ => anyhow::bail!(
+            "usage: bench_anchor echo | verify-get REDIS_URL CODE PUBLIC_KEY_HEX | sign KEY_PEM | get-sign REDIS_URL KEY_PEM"
+        ),
     }
     Ok(anchor)
 }
