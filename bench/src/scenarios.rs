@@ -190,11 +190,18 @@ impl Bench {
         check_anchor(sign_anchor, requests)?;
         // The fair anchor: a real issuance must read the member's status first.
         let redis_url = self.redis.url();
+        let code = self.codes.make(1)?[0].clone();
         let get_sign =
-            Anchor::start(&self.anchor_binary, &["get-sign", &redis_url, pem.to_str().context("key path")?])?;
+            Anchor::start(&self.anchor_binary, &["get-sign", &redis_url, pem.to_str().context("key path")?, &code])?;
         let get_anchor =
             self.with_cpu(get_sign.pid(), requests, || h2load(get_sign.address, ISSUE, &request, &options, requests))?;
-        check_anchor(get_sign, requests)?;
+        // With a QR PNG, as a member's app asks: fewer requests, each renders.
+        let png_request = Self::issue_request(pb::QrFormat::Png);
+        let png_requests = (requests / 4).max(1000);
+        let png_anchor = self.with_cpu(get_sign.pid(), png_requests, || {
+            h2load(get_sign.address, ISSUE, &png_request, &options, png_requests)
+        })?;
+        check_anchor(get_sign, requests + png_requests)?;
         // Every issued code stores its digits and its issued mark with two SETs (one round trip):
         // the count proves every answer was an issuance.
         let sets_before = self.stat("set");
@@ -212,6 +219,15 @@ impl Bench {
             )
             .against(&get_anchor)
             .target("≥ 0.95× the GET + sign anchor", issue.per_second >= 0.95 * get_anchor.per_second),
+        );
+        let png = self.with_cpu(self.service.pid, png_requests, || {
+            h2load(self.service.address, ISSUE, &png_request, &options, png_requests)
+        })?;
+        self.rows.push(Row::new("anchor: tonic + Redis GET + sign + QR PNG", format!("h2load {load}"), png_anchor));
+        self.rows.push(
+            Row::new("liangma IssueCode with PNG", format!("h2load {load}"), png)
+                .against(&png_anchor)
+                .note("reported: issuance as a member's app asks for it"),
         );
         Ok(())
     }

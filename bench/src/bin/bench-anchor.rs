@@ -3,8 +3,9 @@
 //! Usage: bench_anchor echo
 //!        bench_anchor verify-get REDIS_URL CODE_TEXT PUBLIC_KEY_HEX
 //!        bench_anchor sign SIGNING_KEY_PEM
-//!        bench_anchor get-sign REDIS_URL SIGNING_KEY_PEM   (one Redis GET, as a real issuance reads
-//!                                                          the member's status, then sign)
+//!        bench_anchor get-sign REDIS_URL SIGNING_KEY_PEM CODE_TEXT   (one Redis GET, as a real
+//!            issuance reads the member's status, then sign; with `qr_format: PNG`, also render
+//!            CODE_TEXT, a code of a real code's length, as a QR PNG)
 //!
 //! Listens on 127.0.0.1 (a free port), prints `listening ADDRESS`, serves on a default tokio
 //! runtime (one worker per CPU, as `liangma serve`) until its standard input closes, then prints
@@ -49,10 +50,12 @@ struct Anchor {
     signing_key: Option<Arc<liangma::trust::CentreKey>>,
     /// Read before signing, when set.
     status_store: Option<redis::aio::ConnectionManager>,
+    /// Rendered as a QR PNG when a request asks for one.
+    qr_text: String,
 }
 
 impl Anchor {
-    async fn issue_once(&self) -> Result<pb::IssueCodeResponse, Status> {
+    async fn issue_once(&self, png: bool) -> Result<pb::IssueCodeResponse, Status> {
         let key = self.signing_key.as_ref().ok_or_else(|| Status::unimplemented("this anchor does not sign"))?;
         if let Some(store) = &self.status_store {
             let mut connection = store.clone();
@@ -61,7 +64,14 @@ impl Anchor {
                 .map_err(|e| Status::unavailable(e.to_string()))?;
         }
         // A message of a realistic code's size: domain (16 bytes) and 80 bytes of claims.
-        Ok(pb::IssueCodeResponse { text: hex::encode(key.sign(&[7u8; 96]).to_bytes()), ..Default::default() })
+        let text = hex::encode(key.sign(&[7u8; 96]).to_bytes());
+        let qr_png = if png {
+            let symbol = liangma::code::qr::encode(&self.qr_text).map_err(|e| Status::internal(e.to_string()))?;
+            liangma::code::qr::to_png(&symbol)
+        } else {
+            Vec::new()
+        };
+        Ok(pb::IssueCodeResponse { text, qr_png, ..Default::default() })
     }
 
     async fn verify_once(&self) -> Result<pb::VerifyCodeResponse, Status> {
@@ -85,8 +95,12 @@ impl pb::verifier_service_server::VerifierService for Anchor {
 
 #[tonic::async_trait]
 impl pb::issuer_service_server::IssuerService for Anchor {
-    async fn issue_code(&self, _: Request<pb::IssueCodeRequest>) -> Result<Response<pb::IssueCodeResponse>, Status> {
-        self.counts.count(self.issue_once().await).map(Response::new)
+    async fn issue_code(
+        &self,
+        request: Request<pb::IssueCodeRequest>,
+    ) -> Result<Response<pb::IssueCodeResponse>, Status> {
+        let png = request.get_ref().qr_format == i32::from(pb::QrFormat::Png);
+        self.counts.count(self.issue_once(png).await).map(Response::new)
     }
 
     async fn revoke_code(&self, _: Request<pb::RevokeCodeRequest>) -> Result<Response<pb::RevokeCodeResponse>, Status> {
@@ -95,7 +109,8 @@ impl pb::issuer_service_server::IssuerService for Anchor {
 }
 
 async fn build(mode: &str, args: &[String]) -> anyhow::Result<Anchor> {
-    let mut anchor = Anchor { counts: Arc::default(), verify: None, signing_key: None, status_store: None };
+    let mut anchor =
+        Anchor { counts: Arc::default(), verify: None, signing_key: None, status_store: None, qr_text: String::new() };
     match (mode, args) {
         ("echo", []) => {}
         ("verify-get", [redis_url, code, public_key]) => {
@@ -113,12 +128,13 @@ async fn build(mode: &str, args: &[String]) -> anyhow::Result<Anchor> {
         ("sign", [pem]) => {
             anchor.signing_key = Some(Arc::new(liangma::trust::CentreKey::read_pem_file(pem.as_ref())?));
         }
-        ("get-sign", [redis_url, pem]) => {
+        ("get-sign", [redis_url, pem, code]) => {
             anchor.signing_key = Some(Arc::new(liangma::trust::CentreKey::read_pem_file(pem.as_ref())?));
             anchor.status_store = Some(redis::Client::open(redis_url.as_str())?.get_connection_manager().await?);
+            anchor.qr_text.clone_from(code);
         }
         _ => anyhow::bail!(
-            "usage: bench_anchor echo | verify-get REDIS_URL CODE PUBLIC_KEY_HEX | sign KEY_PEM | get-sign REDIS_URL KEY_PEM"
+            "usage: bench_anchor echo | verify-get REDIS_URL CODE PUBLIC_KEY_HEX | sign KEY_PEM | get-sign REDIS_URL KEY_PEM CODE"
         ),
     }
     Ok(anchor)
