@@ -49,23 +49,35 @@ impl SignatureBatcher {
         if !self.may_batch(&signature, &key) {
             return key.verify_strict(&message, &signature).is_ok();
         }
-        let (answer, answered) = oneshot::channel();
+        let (answer, mut answered) = oneshot::channel();
         self.queue.lock().expect("not poisoned").push(Pending { message, signature, key, answer });
         // Lets the calls that are ready to run queue their checks beside this one; with none
         // ready this returns at once, so a lone verification waits for nothing.
         tokio::task::yield_now().await;
-        let batch: Vec<Pending> = {
-            let mut queue = self.queue.lock().expect("not poisoned");
-            let take = queue.len().min(MAX_BATCH);
-            queue.drain(..take).collect()
-        };
-        // From here to the answers nothing awaits: a cancelled caller cannot strand the checks
-        // it took.
-        if batch.len() > 1 {
-            self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Verify from the front of the queue until this check is answered or the queue is
+        // empty: with more than a batch queued, this check may sit behind checks whose callers
+        // have already left, and nobody else may come to take it. Nothing awaits between taking
+        // checks and answering them, so a cancelled caller cannot strand the checks it took.
+        loop {
+            let batch: Vec<Pending> = {
+                let mut queue = self.queue.lock().expect("not poisoned");
+                let take = queue.len().min(MAX_BATCH);
+                queue.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            if batch.len() > 1 {
+                self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            verify_all(batch);
+            match answered.try_recv() {
+                Ok(verified) => return verified,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => return false,
+            }
         }
-        verify_all(batch);
-        // Answered by this call, or by the caller that took this check.
+        // Taken by another caller, who is verifying it right now.
         answered.await.unwrap_or(false)
     }
 

@@ -167,3 +167,15 @@ async fn a_key_holders_torsion_in_r_is_the_one_documented_difference() {
 }
 
 const PINNED_TORSION_OUTCOMES: [bool; 8] = [false, false, false, false, false, true, false, false];
+
+#[tokio::test]
+async fn more_checks_than_one_batch_are_all_answered() {
+    // 150 at once: three batches' worth; every caller stays until its own check is answered.
+    let batcher = SignatureBatcher::default();
+    let mut checks: Vec<Check> = (0..150u8).map(honest).collect();
+    checks[149].message.push(b'!');
+    let answers = together(&batcher, &checks).await;
+    assert!(answers[..149].iter().all(|&verified| verified));
+    assert!(!answers[149]);
+    assert!(batcher.batches_verified() >= 3);
+}
