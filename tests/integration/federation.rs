@@ -17,6 +17,7 @@ use liangma::trust::{CentreKey, SubjectSecret, TrustList};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::harness::ZHANG_WEI;
+use crate::process::free_port;
 
 const JIAOZUO: u32 = 410800;
 const HANGZHOU: u32 = 330100;
@@ -32,10 +33,6 @@ fn centre(code: u32) -> CentreCode {
 
 fn grant(code: u32, role: Role) -> Grant {
     Grant { centre: centre(code), role }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn write_secret(path: &Path, text: &str) {

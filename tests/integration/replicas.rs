@@ -28,8 +28,7 @@ impl Drop for Replica {
 async fn start_replicas(count: usize, data_dir: &std::path::Path, store: &[(&str, String)]) -> Vec<Replica> {
     let mut replicas = Vec::new();
     for _ in 0..count {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let address = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{}", crate::process::free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_liangma"))
             .arg("serve")
             .env_clear()
