@@ -140,17 +140,23 @@ impl Bench {
         })?;
         let evalsha = (self.stat("evalsha") - evalsha_before) as f64 / requests as f64;
         let commands = (self.total_commands() - commands_before) as f64 / requests as f64;
-        let met = verify.per_second >= 0.9 * anchor_own.per_second && verify.p99() <= anchor_own.p99().mul_f64(1.5);
+        let [service_cpu, redis_cpu] = verify.cpu.context("CPU measured")?;
+        let [anchor_cpu, _] = anchor_own.cpu.context("CPU measured")?;
+        let met = verify.per_second >= anchor_own.per_second
+            && verify.p99() <= anchor_own.p99().mul_f64(1.2)
+            && service_cpu <= anchor_cpu
+            && redis_cpu <= Duration::from_micros(6);
         self.rows.push(
             Row::new("liangma VerifyCode (consume, usage record, live status)", format!("own {load}"), verify)
                 .against(&anchor_own)
-                .target("≥ 0.90× anchor throughput, p99 ≤ 1.5× anchor", met),
+                .target("≥ 1.0× anchor throughput, p99 ≤ 1.2×, service CPU ≤ anchor's, Redis CPU ≤ 6 µs", met),
         );
         self.rows.push(Row::fact(
-            "Redis round trips per VerifyCode",
-            format!("{evalsha:.3} EVALSHA; {commands:.3} commands executed, the script's included"),
-            "exactly 1",
-            Some(evalsha == 1.0),
+            "Redis commands per VerifyCode",
+            format!("{commands:.3} (HSETNX, HGET, EXPIRE, HLEN, GET: one pipeline); {evalsha:.3} scripts"),
+            "one pipeline, no script",
+            // The service's health PINGs land in the same counters: a few per run.
+            Some(evalsha == 0.0 && (commands - 5.0).abs() < 0.01),
         ));
         Ok(verify.per_second)
     }

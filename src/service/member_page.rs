@@ -72,7 +72,7 @@ impl<S: Store> Liangma<S> {
     /// Revokes one of the session's member's codes.
     pub async fn revoke_my_code(&self, token: &str, code_id: CodeId) -> Result<(), ServiceError> {
         let subject = self.session_subject(token).await?;
-        if self.store.revoke(subject, code_id, CODE_MARK_SECONDS).await? {
+        if self.store.revoke(subject, code_id, self.clock.now(), CODE_MARK_SECONDS).await? {
             Ok(())
         } else {
             Err(ServiceError::NoLiveCode)

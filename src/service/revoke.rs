@@ -18,7 +18,7 @@ impl<S: Store> Liangma<S> {
     /// Revokes one of the member's codes.
     pub async fn revoke_code(&self, command: RevokeCommand) -> Result<(), ServiceError> {
         let subject = self.member_subject(&command.member)?;
-        if self.store.revoke(subject, command.code_id, CODE_MARK_SECONDS).await? {
+        if self.store.revoke(subject, command.code_id, self.clock.now(), CODE_MARK_SECONDS).await? {
             Ok(())
         } else {
             Err(ServiceError::NoLiveCode)

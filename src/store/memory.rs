@@ -194,8 +194,14 @@ impl CodeStore for MemoryStore {
         Ok(super::merge_usage(usage.valid.clone(), usage.others.clone()))
     }
 
-    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<bool, StoreError> {
-        let now = self.clock.now();
+    async fn revoke(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        at: Timestamp,
+        ttl_seconds: u64,
+    ) -> Result<bool, StoreError> {
+        let now = at;
         let until = self.deadline(ttl_seconds);
         let mut state = self.state();
         if state.issued.get(&(subject, code_id)).is_none_or(|until| now >= *until) {

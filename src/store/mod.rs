@@ -7,6 +7,7 @@ mod redis_topology;
 
 use std::future::Future;
 
+use crate::clock::Timestamp;
 use crate::code::CodeId;
 use crate::model::{
     CodeUse, DeferredUse, Granted, IssuedMark, PublishOutcome, RegistryRecord, RequestId, Subject, UsageEntry,
@@ -89,13 +90,14 @@ pub trait CodeStore: Send + Sync + 'static {
     /// The member's usage record, newest first.
     fn usage(&self, subject: Subject) -> impl Future<Output = Result<Vec<UsageEntry>, StoreError>> + Send;
 
-    /// Marks a code issued here revoked for `ttl_seconds` (longer than any code lives); a
-    /// lookup grant of its verification ends with it. `false`, and nothing written, if the
-    /// member holds no live code with this id.
+    /// Marks a code issued here revoked at `at` for at least `ttl_seconds` (longer than any
+    /// code lives); a lookup grant of its verification ends with it, its use stays in the
+    /// usage record. `false`, and nothing written, if the member holds no live code with this id.
     fn revoke(
         &self,
         subject: Subject,
         code_id: CodeId,
+        at: Timestamp,
         ttl_seconds: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

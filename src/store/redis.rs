@@ -40,10 +40,11 @@ pub struct RedisStore {
     timeout: Duration,
     usage_retention: Duration,
     used_mark_replicas: u32,
-    consume: Script,
+    record: Script,
     publish: Script,
     lookup: Script,
     revoke: Script,
+    trim: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -56,9 +57,13 @@ fn unavailable(error: RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-/// What `consume.lua` answers for a retry of the same request; otherwise it answers the
-/// verdict's name ([`Verdict::as_str`]).
-const SCRIPT_REPEATED: &str = "REPEATED";
+/// A member's used-codes hash is trimmed once the hot path sees it this much past
+/// [`USAGE_ENTRIES_KEPT`] fields: one trim per 50 uses at most, never on the way there.
+const USED_FIELDS_TRIMMED_AT: usize = USAGE_ENTRIES_KEPT + 50;
+
+/// No code lives longer than this after a use or revocation (a code ends at 24:00 CST of its
+/// day, plus the clock skew): a mark older than this guards nothing and may be trimmed.
+const LIVE_HORIZON_SECONDS: i64 = 2 * 86_400;
 
 impl RedisStore {
     /// Creates the store without waiting for Redis: the connection is made on first use and
@@ -71,10 +76,11 @@ impl RedisStore {
             timeout: settings.timeout,
             usage_retention: settings.usage_retention,
             used_mark_replicas: settings.used_mark_replicas,
-            consume: Script::new(include_str!("consume.lua")),
+            record: Script::new(include_str!("record.lua")),
             publish: Script::new(include_str!("publish.lua")),
             lookup: Script::new(include_str!("lookup.lua")),
             revoke: Script::new(include_str!("revoke.lua")),
+            trim: Script::new(include_str!("trim.lua")),
         })
     }
 
@@ -102,13 +108,13 @@ impl RedisStore {
         }
     }
 
-    /// Loads every script into Redis's script cache, so that the hot path is one EVALSHA
+    /// Loads every script into Redis's script cache, so that each scripted step is one EVALSHA
     /// from the first call on. (After a Redis restart empties the cache, the first call of each
     /// script reloads it: two extra round trips, once.)
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         // One command per script: on a cluster, SCRIPT LOAD goes to every master.
-        for script in [&self.consume, &self.publish, &self.lookup, &self.revoke] {
+        for script in [&self.record, &self.publish, &self.lookup, &self.revoke, &self.trim] {
             self.bounded("load_scripts", script.prepare_invoke().load_async(&mut connection)).await?;
         }
         Ok(())
@@ -118,8 +124,15 @@ impl RedisStore {
         format!("{}:{{{}}}:{suffix}", self.prefix, subject.storage_key())
     }
 
-    fn code_key(&self, subject: Subject, code_id: CodeId) -> String {
-        self.subject_key(subject, format_args!("code:{code_id}"))
+    /// The member's used-codes hash: code id -> used state (or revoked state).
+    fn used_key(&self, subject: Subject) -> String {
+        self.subject_key(subject, "used")
+    }
+
+    /// How long a used-codes hash lives after its latest write: the usage record's retention,
+    /// and never less than the mark being written must last.
+    fn used_lifetime(&self, mark_seconds: u64) -> u64 {
+        self.usage_retention.as_secs().max(mark_seconds).max(1)
     }
 
     fn session_key(&self, key: &str) -> String {
@@ -225,35 +238,73 @@ fn decode_usage(line: &str) -> Result<UsageEntry, StoreError> {
     let mut fields = Fields::new(line, 7, "usage entry");
     let centre = fields.parsed()?;
     let purpose = fields.parsed()?;
-    let mut code_id = [0u8; 12];
-    hex::decode_to_slice(fields.text()?, &mut code_id).map_err(|_| StoreError::Corrupt("usage entry".into()))?;
+    let code_id = decode_code_id(fields.text()?, "usage entry")?;
     let result = fields.parsed()?;
     let first_at = Timestamp::from_unix(fields.parsed()?);
     let at = Timestamp::from_unix(fields.parsed()?);
     let count = fields.parsed()?;
-    Ok(UsageEntry { at, first_at, count, centre, purpose, result, code_id: CodeId::from_bytes(code_id) })
+    Ok(UsageEntry { at, first_at, count, centre, purpose, result, code_id })
 }
 
-/// The state of a used code: `<centre>|<request id>|<unix>|<grant>|<claims>`, the claims as
-/// [`StoredStatus`] writes them. The centre and request id lead, so that `consume.lua`
-/// recognises a retry by its prefix.
+/// The state of a used code: `<centre>|<request id>|<unix>|<purpose>|<grant>|<claims>`, the
+/// claims as [`StoredStatus`] writes them. The centre and request id lead, so that a retry of
+/// the same request is recognised by its prefix.
 struct UsedState<'a> {
     at: Timestamp,
     centre: CentreCode,
+    purpose: Purpose,
     grant: &'a str,
     claims: DepositClaims,
 }
 
 fn decode_used(value: &str) -> Result<UsedState<'_>, StoreError> {
-    let mut fields = Fields::new(value, 11, "used mark");
+    let mut fields = Fields::new(value, 12, "used mark");
     let centre = fields.parsed()?;
     let _request_id = fields.text()?;
     Ok(UsedState {
         at: Timestamp::from_unix(fields.parsed()?),
         centre,
+        purpose: fields.parsed()?,
         grant: fields.text()?,
         claims: fields.status()?,
     })
+}
+
+/// A code's field in the member's used-codes hash.
+enum CodeState<'a> {
+    /// `<used state>`: consumed, the lookup grant in force.
+    Used(UsedState<'a>),
+    /// `R|<unix>|<used state, or nothing>`: revoked (after its use, if it was used).
+    Revoked { used: Option<UsedState<'a>> },
+}
+
+fn decode_code_state(value: &str) -> Result<CodeState<'_>, StoreError> {
+    let Some(revoked) = value.strip_prefix("R|") else { return Ok(CodeState::Used(decode_used(value)?)) };
+    let (_, used) = revoked.split_once('|').ok_or_else(|| StoreError::Corrupt("revoked mark".into()))?;
+    Ok(CodeState::Revoked { used: if used.is_empty() { None } else { Some(decode_used(used)?) } })
+}
+
+fn decode_code_id(hex_id: &str, what: &'static str) -> Result<CodeId, StoreError> {
+    let mut code_id = [0u8; 12];
+    hex::decode_to_slice(hex_id, &mut code_id).map_err(|_| StoreError::Corrupt(what.into()))?;
+    Ok(CodeId::from_bytes(code_id))
+}
+
+/// The VALID usage entries a member's used-codes hash stands for, newest first, at most
+/// [`USAGE_ENTRIES_KEPT`].
+fn valid_entries(fields: &[(String, String)]) -> Result<Vec<UsageEntry>, StoreError> {
+    let mut entries = Vec::with_capacity(fields.len());
+    for (code_id, state) in fields {
+        let used = match decode_code_state(state)? {
+            CodeState::Used(used) | CodeState::Revoked { used: Some(used) } => used,
+            CodeState::Revoked { used: None } => continue,
+        };
+        let code_id = decode_code_id(code_id, "used-codes field")?;
+        entries.push(UsageEntry::single(used.at, used.centre, used.purpose, Verdict::Valid, code_id));
+    }
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.at));
+    entries.truncate(USAGE_ENTRIES_KEPT);
+    Ok(entries)
 }
 
 /// `<centre>|<request id>|` of a verification, as its used state starts; empty without a
@@ -335,140 +386,158 @@ impl RegistryStore for RedisStore {
     }
 }
 
-/// What one run of `consume.lua` does besides recording a usage entry.
-enum ScriptMode<'a> {
-    /// Consume the code, setting this used state (unless a retry of this request prefix).
-    Consume { used_state: String, ttl_seconds: u64, retry_prefix: String, if_used: &'a str },
-    /// Only record this verdict of a code that failed an offline check.
-    Record { verdict: &'a str },
-}
+/// The consume pipeline's replies: whether HSETNX set the used state, the code's state after
+/// it, the fields of the used-codes hash, the live record, and replicas acknowledging (WAIT).
+type ConsumeReplies = (bool, Option<String>, usize, Option<String>, Option<u32>);
 
 impl RedisStore {
-    /// One run of `consume.lua` for the usage entry `entry_key` at `at`.
-    async fn run_consume(
-        &self,
-        subject: Subject,
-        code_id: CodeId,
-        entry_key: &str,
-        at: Timestamp,
-        mode: ScriptMode<'_>,
-    ) -> Result<ConsumeAnswer, StoreError> {
-        let (used_state, ttl_seconds, retry_prefix, verdict) = match mode {
-            ScriptMode::Consume { used_state, ttl_seconds, retry_prefix, if_used } => {
-                (used_state, ttl_seconds, retry_prefix, if_used)
-            }
-            ScriptMode::Record { verdict } => (String::new(), 1, String::new(), verdict),
-        };
-        let consuming = !used_state.is_empty();
-        let mut invocation = self.consume.prepare_invoke();
-        invocation
-            .key(self.code_key(subject, code_id))
-            .key(self.subject_key(subject, "usage"))
-            .key(self.subject_key(subject, "usage:valid"))
-            .key(self.subject_key(subject, "record"))
-            .arg(used_state)
-            .arg(ttl_seconds.max(1))
-            .arg(entry_key)
-            .arg(at.unix())
-            .arg(USAGE_ENTRIES_KEPT)
-            .arg(retry_prefix)
-            .arg(verdict)
-            .arg(self.usage_retention.as_secs().max(1));
-        let mut connection = self.connection.clone();
-        if !consuming || self.used_mark_replicas == 0 {
-            return self.bounded("consume", invocation.invoke_async(&mut connection)).await;
-        }
-        // Same round trip: WAIT runs right after the script on the member's master, so the
-        // answer says whether the used mark reached the replicas a failover would promote.
-        let wait_ms = (self.timeout.as_millis() / 2).max(1) as u64;
+    /// The verification hot path, one pipelined round trip of plain commands (no script):
+    /// `HSETNX` consumes the code unless its field exists (used or revoked), `HGET` reads the
+    /// field as it now is (the previous state when not consumed), `EXPIRE` keeps the hash
+    /// alive, `HLEN` says when it needs trimming, `GET` reads the live status, and with
+    /// `used_mark_replicas` a `WAIT` follows on the same master.
+    async fn consume_round_trip(&self, code_use: &CodeUse, used_state: &str) -> Result<ConsumeReplies, StoreError> {
+        let used_key = self.used_key(code_use.subject);
+        let field = code_use.code_id.to_string();
         let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation).cmd("WAIT").arg(self.used_mark_replicas).arg(wait_ms);
-        let (answer, acknowledged): (ConsumeAnswer, u32) = self
-            .bounded("consume", async {
-                match pipe.query_async(&mut connection).await {
-                    Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                        invocation.load_async(&mut connection).await?;
-                        pipe.query_async(&mut connection).await
-                    }
-                    answered => answered,
-                }
-            })
-            .await?;
-        let marked = answer.0 == SCRIPT_REPEATED || answer.0 == Verdict::Valid.as_str();
-        if marked && acknowledged < self.used_mark_replicas {
-            // Not VALID: a failover now could lose the mark. A retry of this request finds it
-            // (REPEATED) and waits again; a new request finds ALREADY_USED unless it was lost.
-            return Err(StoreError::Unavailable(format!(
-                "used mark reached {acknowledged} of {} replicas within {wait_ms} ms",
-                self.used_mark_replicas
-            )));
+        pipe.hset_nx(&used_key, &field, used_state)
+            .hget(&used_key, &field)
+            .expire(&used_key, self.used_lifetime(code_use.used_ttl_seconds) as i64)
+            .ignore()
+            .hlen(&used_key)
+            .get(self.subject_key(code_use.subject, "record"));
+        let mut connection = self.connection.clone();
+        if self.used_mark_replicas == 0 {
+            let (consumed, state, fields, live): (bool, Option<String>, usize, Option<String>) =
+                self.bounded("consume", pipe.query_async(&mut connection)).await?;
+            return Ok((consumed, state, fields, live, None));
         }
-        Ok(answer)
+        // WAIT runs right after the writes on the member's master, so the answer says whether
+        // the used mark reached the replicas a failover would promote.
+        pipe.cmd("WAIT").arg(self.used_mark_replicas).arg(self.wait_ms());
+        let (consumed, state, fields, live, acknowledged) =
+            self.bounded("consume", pipe.query_async(&mut connection)).await?;
+        Ok((consumed, state, fields, live, Some(acknowledged)))
+    }
+
+    fn wait_ms(&self) -> u64 {
+        (self.timeout.as_millis() / 2).max(1) as u64
+    }
+
+    /// Fails a use whose mark the replicas have not acknowledged: a failover now could lose it.
+    /// A retry of the request finds the mark (a repeat) and waits again; a new request finds
+    /// the code used unless the mark was lost.
+    fn require_replicas(&self, acknowledged: Option<u32>) -> Result<(), StoreError> {
+        match acknowledged {
+            Some(acknowledged) if acknowledged < self.used_mark_replicas => Err(StoreError::Unavailable(format!(
+                "used mark reached {acknowledged} of {} replicas within {} ms",
+                self.used_mark_replicas,
+                self.wait_ms()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bounds the member's used-codes hash (`trim.lua`). Housekeeping after an answered use: a
+    /// failure is logged and the next use past the bound tries again.
+    async fn trim_used(&self, subject: Subject, at: Timestamp) {
+        let mut invocation = self.trim.prepare_invoke();
+        invocation.key(self.used_key(subject)).arg(USAGE_ENTRIES_KEPT).arg(at.unix() - LIVE_HORIZON_SECONDS);
+        let mut connection = self.connection.clone();
+        if let Err(error) = self.bounded("trim_used", invocation.invoke_async::<u64>(&mut connection)).await {
+            tracing::warn!(%error, "could not trim a used-codes hash; the next use past the bound retries");
+        }
     }
 }
-
-/// What `consume.lua` answers: the verdict (or REPEATED), the used state before this call, and
-/// the member's registry record.
-type ConsumeAnswer = (String, Option<String>, Option<String>);
 
 impl CodeStore for RedisStore {
     async fn consume(&self, code_use: &CodeUse) -> Result<UseOutcome, StoreError> {
         let used_state = format!(
-            "{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}",
             code_use.centre,
             code_use.request_id.as_ref().map_or("", |id| id.as_str()),
             code_use.at.unix(),
+            code_use.purpose.as_str(),
             code_use.grant,
             StoredStatus(&code_use.claims)
         );
-        let entry_key = usage_key(code_use.centre, code_use.purpose, code_use.code_id);
-        let mode = ScriptMode::Consume {
-            used_state,
-            ttl_seconds: code_use.used_ttl_seconds,
-            retry_prefix: retry_prefix(code_use),
-            if_used: if code_use.accepted_offline { Verdict::DoubleUse.as_str() } else { "" },
-        };
-        let (result, previous, live) =
-            self.run_consume(code_use.subject, code_use.code_id, &entry_key, code_use.at, mode).await?;
-        if result == SCRIPT_REPEATED {
-            let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
-            let grant = decode_used(&previous)?.grant.to_owned();
-            return Ok(UseOutcome::Repeated { live: decode_record(live)?, grant });
-        }
-        match result.parse() {
-            Ok(Verdict::Valid) => Ok(UseOutcome::Consumed { live: decode_record(live)? }),
-            Ok(Verdict::AlreadyUsed | Verdict::DoubleUse) => {
-                let previous = previous.ok_or_else(|| StoreError::Corrupt("used mark".into()))?;
-                let used = decode_used(&previous)?;
-                Ok(UseOutcome::AlreadyUsed { at: used.at, centre: used.centre })
+        let (consumed, state, fields, live, acknowledged) = self.consume_round_trip(code_use, &used_state).await?;
+        if consumed {
+            self.require_replicas(acknowledged)?;
+            if fields >= USED_FIELDS_TRIMMED_AT {
+                self.trim_used(code_use.subject, code_use.at).await;
             }
-            Ok(Verdict::CodeRevoked) => Ok(UseOutcome::Revoked),
-            _ => Err(StoreError::Corrupt(format!("consume script answered `{result}`"))),
+            return Ok(UseOutcome::Consumed { live: decode_record(live)? });
         }
+        // Fields are only ever deleted long after their code expired, so a field that HSETNX
+        // found and HGET did not was lost in between: a failover. Retrying decides again.
+        let state = state.ok_or_else(|| StoreError::Unavailable("used mark vanished during the call".into()))?;
+        let retry_prefix = retry_prefix(code_use);
+        let (outcome, verdict) = match decode_code_state(&state)? {
+            CodeState::Revoked { .. } => (UseOutcome::Revoked, Verdict::CodeRevoked),
+            CodeState::Used(used) if !retry_prefix.is_empty() && state.starts_with(&retry_prefix) => {
+                // The same centre retrying the same request: that verification stands, nothing
+                // is added.
+                self.require_replicas(acknowledged)?;
+                return Ok(UseOutcome::Repeated { live: decode_record(live)?, grant: used.grant.to_owned() });
+            }
+            CodeState::Used(used) => (
+                UseOutcome::AlreadyUsed { at: used.at, centre: used.centre },
+                if code_use.accepted_offline { Verdict::DoubleUse } else { Verdict::AlreadyUsed },
+            ),
+        };
+        // A refusal is recorded before it is answered: a node that dies in between answered
+        // nothing, and the caller's retry is refused and recorded again.
+        let entry = UsageEntry::single(code_use.at, code_use.centre, code_use.purpose, verdict, code_use.code_id);
+        self.record_usage(code_use.subject, &entry).await?;
+        Ok(outcome)
     }
 
     async fn record_usage(&self, subject: Subject, entry: &UsageEntry) -> Result<(), StoreError> {
-        let entry_key = usage_key(entry.centre, entry.purpose, entry.code_id);
-        let mode = ScriptMode::Record { verdict: entry.result.as_str() };
-        self.run_consume(subject, entry.code_id, &entry_key, entry.at, mode).await.map(drop)
+        let mut invocation = self.record.prepare_invoke();
+        invocation
+            .key(self.subject_key(subject, "usage"))
+            .arg(usage_key(entry.centre, entry.purpose, entry.code_id))
+            .arg(entry.result.as_str())
+            .arg(entry.at.unix())
+            .arg(USAGE_ENTRIES_KEPT)
+            .arg(self.usage_retention.as_secs().max(1));
+        let mut connection = self.connection.clone();
+        self.bounded("record_usage", invocation.invoke_async::<u8>(&mut connection)).await.map(drop)
     }
 
     async fn usage(&self, subject: Subject) -> Result<Vec<UsageEntry>, StoreError> {
         let mut connection = self.connection.clone();
         let mut pipe = redis::pipe();
-        pipe.lrange(self.subject_key(subject, "usage:valid"), 0, -1).lrange(self.subject_key(subject, "usage"), 0, -1);
-        let (valid, others): (Vec<String>, Vec<String>) =
+        // `usage:valid` is where versions before the used-codes hash listed VALID entries; it
+        // is read until it expires by itself (docs/operations.md, upgrading).
+        pipe.hgetall(self.used_key(subject)).lrange(self.subject_key(subject, "usage"), 0, -1).lrange(
+            self.subject_key(subject, "usage:valid"),
+            0,
+            -1,
+        );
+        let (used, others, earlier_valid): (Vec<(String, String)>, Vec<String>, Vec<String>) =
             self.bounded("usage", pipe.query_async(&mut connection)).await?;
         let decode = |lines: Vec<String>| lines.iter().map(|line| decode_usage(line)).collect::<Result<Vec<_>, _>>();
-        Ok(super::merge_usage(decode(valid)?, decode(others)?))
+        let mut valid = valid_entries(&used)?;
+        valid.extend(decode(earlier_valid)?);
+        Ok(super::merge_usage(valid, decode(others)?))
     }
 
-    async fn revoke(&self, subject: Subject, code_id: CodeId, ttl_seconds: u64) -> Result<bool, StoreError> {
+    async fn revoke(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        at: Timestamp,
+        ttl_seconds: u64,
+    ) -> Result<bool, StoreError> {
         let mut invocation = self.revoke.prepare_invoke();
         invocation
             .key(self.subject_key(subject, format_args!("issued:{code_id}")))
-            .key(self.code_key(subject, code_id))
-            .arg(ttl_seconds.max(1));
+            .key(self.used_key(subject))
+            .arg(code_id.to_string())
+            .arg(at.unix())
+            .arg(self.used_lifetime(ttl_seconds));
         let mut connection = self.connection.clone();
         let revoked: u8 = self.bounded("revoke", invocation.invoke_async(&mut connection)).await?;
         Ok(revoked == 1)
@@ -481,7 +550,7 @@ impl CodeStore for RedisStore {
         grant: &str,
     ) -> Result<Option<Granted>, StoreError> {
         let mut invocation = self.lookup.prepare_invoke();
-        invocation.key(self.code_key(subject, code_id)).key(self.subject_key(subject, "record"));
+        invocation.key(self.used_key(subject)).key(self.subject_key(subject, "record")).arg(code_id.to_string());
         let mut connection = self.connection.clone();
         let (state, live): (Option<String>, Option<String>) =
             self.bounded("lookup_granted", invocation.invoke_async(&mut connection)).await?;

@@ -13,7 +13,7 @@ use liangma::model::{
 };
 use liangma::store::memory::MemoryStore;
 use liangma::store::redis::{RedisSettings, RedisStore, RedisTopology};
-use liangma::store::{Store, USAGE_ENTRIES_KEPT};
+use liangma::store::{CodeStore, Store, USAGE_ENTRIES_KEPT};
 use liangma::testkit::{RedisCluster, RedisSentinel, RedisServer, at, centre, member};
 
 /// Runs each contract check against each store as its own test.
@@ -68,6 +68,7 @@ on_every_store!(
     remote_answers_are_kept_for_lookups_under_their_grant,
     member_page_sessions_name_their_member_until_they_expire,
     fifty_concurrent_uses_consume_a_code_once,
+    the_usage_record_keeps_the_newest_valid_entries_and_live_codes_stay_used,
 );
 
 pub fn now() -> Timestamp {
@@ -177,7 +178,7 @@ async fn a_revoked_code_stays_revoked_and_ends_its_grant(store: &impl Store) {
     assert!(store.put_issued(&issued, 3_600).await.unwrap());
     let used = code_use(member, 9, "440300", Some("desk-1"));
     store.consume(&used).await.unwrap();
-    assert!(store.revoke(member, code_id, 90_000).await.unwrap());
+    assert!(store.revoke(member, code_id, now(), 90_000).await.unwrap());
     assert_eq!(store.lookup_granted(member, code_id, &used.grant).await.unwrap(), None);
     // Even the original request's retry: the member's revocation wins.
     assert_eq!(store.consume(&used).await.unwrap(), UseOutcome::Revoked);
@@ -188,11 +189,11 @@ async fn a_revoked_code_stays_revoked_and_ends_its_grant(store: &impl Store) {
 async fn only_a_code_issued_here_can_be_revoked(store: &impl Store) {
     let (member, other) = (subject(4), subject(5));
     let code_id = CodeId::from_bytes([10; 12]);
-    assert!(!store.revoke(member, code_id, 90_000).await.unwrap(), "never issued");
+    assert!(!store.revoke(member, code_id, now(), 90_000).await.unwrap(), "never issued");
     let issued = IssuedMark { subject: member, code_id, digits: "8765432187654321", text: "LM1:Y" };
     store.put_issued(&issued, 3_600).await.unwrap();
-    assert!(!store.revoke(other, code_id, 90_000).await.unwrap(), "another member's code");
-    assert!(store.revoke(member, code_id, 90_000).await.unwrap());
+    assert!(!store.revoke(other, code_id, now(), 90_000).await.unwrap(), "another member's code");
+    assert!(store.revoke(member, code_id, now(), 90_000).await.unwrap());
     assert_eq!(store.consume(&code_use(member, 10, "440300", None)).await.unwrap(), UseOutcome::Revoked);
 }
 
@@ -325,4 +326,59 @@ async fn fifty_concurrent_uses_consume_a_code_once(store: &impl Store) {
     assert_eq!((consumed, refused), (1, 49), "{outcomes:?}");
     let usage = store.usage(member).await.unwrap();
     assert_eq!(usage.iter().filter(|entry| entry.result == Verdict::Valid).count(), 1);
+}
+
+async fn the_usage_record_keeps_the_newest_valid_entries_and_live_codes_stay_used(store: &impl Store) {
+    let use_at = |member: Subject, code: usize, at: Timestamp| CodeUse {
+        code_id: CodeId::from_bytes({
+            let mut id = [0; 12];
+            id[..2].copy_from_slice(&(code as u16).to_be_bytes());
+            id
+        }),
+        at,
+        ..code_use(member, 0, "440300", None)
+    };
+    // Codes used days ago, one a minute: only the newest entries stay in the record.
+    let (past, today) = (subject(14), subject(15));
+    let uses = USAGE_ENTRIES_KEPT + 60;
+    for code in 0..uses {
+        let outcome = store.consume(&use_at(past, code, now().plus(-3 * 86_400 + 60 * code as i64))).await.unwrap();
+        assert!(matches!(outcome, UseOutcome::Consumed { .. }), "{code}: {outcome:?}");
+    }
+    let usage = store.usage(past).await.unwrap();
+    assert_eq!(usage.len(), USAGE_ENTRIES_KEPT);
+    assert_eq!(usage[0].at, now().plus(-3 * 86_400 + 60 * (uses as i64 - 1)));
+    // Codes used today may still be live: however many there are, each stays used.
+    for code in 0..uses {
+        store.consume(&use_at(today, code, now())).await.unwrap();
+    }
+    for code in [0, uses / 2, uses - 1] {
+        let again = store.consume(&use_at(today, code, now().plus(1))).await.unwrap();
+        assert!(matches!(again, UseOutcome::AlreadyUsed { .. }), "{code}: {again:?}");
+    }
+}
+
+/// The verification hot path is one round trip of plain commands: Redis reads the pipeline in
+/// one go (its `total_reads_processed` counts one read per verification), and runs no
+/// script unless the code was refused.
+#[tokio::test]
+async fn a_verification_is_one_round_trip_of_plain_commands() {
+    let server = RedisServer::start();
+    let store = redis_store(&server).await;
+    let member = subject(16);
+    store.consume(&code_use(member, 1, "440300", None)).await.unwrap();
+    let reads = || -> u64 {
+        let info = server.cli(&["INFO", "stats"]);
+        info.lines().find_map(|line| line.strip_prefix("total_reads_processed:")?.trim().parse().ok()).unwrap()
+    };
+    // What asking costs: redis-cli's connection is read too.
+    let asking = reads().abs_diff(reads());
+    let before = reads();
+    for code in 2..12 {
+        let outcome = store.consume(&code_use(member, code, "440300", None)).await.unwrap();
+        assert!(matches!(outcome, UseOutcome::Consumed { .. }), "{outcome:?}");
+    }
+    assert_eq!(reads() - before, 10 + asking, "one read per verification");
+    let scripts = server.cli(&["INFO", "commandstats"]);
+    assert!(!scripts.contains("cmdstat_evalsha"), "{scripts}");
 }
