@@ -43,27 +43,22 @@ fn init_logging(
     config: &Config,
 ) -> anyhow::Result<(crate::logging::FlushOnDrop, Option<crate::telemetry::ExportGuard>)> {
     use tracing_subscriber::Layer;
-    use tracing_subscriber::filter::FilterExt;
-    use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_env("LIANGMA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let log_filter = filter.and(tracing_subscriber::filter::filter_fn(|metadata| !metadata.is_span()));
+    let directives = std::env::var("LIANGMA_LOG").ok();
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (queue, guard) = crate::logging::start(std::io::stderr(), config.log_queue_lines, config.log_format)
         .context("starting the log writer thread")?;
-    let lines = tracing_subscriber::fmt::layer().with_ansi(colour).with_writer(move || queue.clone());
-    let log = match config.log_format {
-        LogFormat::Text => lines.with_filter(log_filter).boxed(),
-        LogFormat::Json => lines.json().with_filter(log_filter).boxed(),
+    let export = match &config.telemetry {
+        Some(telemetry) => Some(crate::telemetry::export_layer(telemetry, config.centre)?),
+        None => None,
     };
-    let (export, export_guard) = match &config.telemetry {
-        Some(telemetry) => {
-            let (layer, guard) = crate::telemetry::export_layer(telemetry, config.centre)?;
-            (Some(layer), Some(guard))
-        }
+    let (export, export_guard) = match export {
+        Some((layer, guard)) => (Some(layer.boxed()), Some(guard)),
         None => (None, None),
     };
-    tracing_subscriber::registry().with(log).with(export).try_init().context("installing the log subscriber")?;
+    log_subscriber(directives.as_deref(), config.log_format, colour, move || queue.clone(), export)
+        .try_init()
+        .context("installing the log subscriber")?;
     if let Some(telemetry) = &config.telemetry {
         tracing::info!(
             endpoint = %telemetry.otlp_endpoint,
@@ -72,6 +67,44 @@ fn init_logging(
         );
     }
     Ok((guard, export_guard))
+}
+
+/// A layer of the log subscriber.
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The subscriber: log lines of the events `directives` (`LIANGMA_LOG`, default `info`) allow,
+/// without spans, and the span exporter if any. Built so that what no layer wants is disabled
+/// at its callsite: the libraries' trace spans (h2 opens several per frame) then cost a load
+/// and a branch instead of a span each.
+fn log_subscriber<W>(
+    directives: Option<&str>,
+    format: LogFormat,
+    colour: bool,
+    writer: W,
+    export: Option<BoxedLayer>,
+) -> impl tracing::Subscriber + Send + Sync + for<'span> tracing_subscriber::registry::LookupSpan<'span>
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, LevelFilter};
+    use tracing_subscriber::layer::SubscriberExt;
+    let filter =
+        directives.and_then(|directives| EnvFilter::try_new(directives).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    // The span test has no level of its own: the hint says so, or the pair would have none and
+    // every callsite of every level would be asked at run time.
+    let events_only =
+        tracing_subscriber::filter::filter_fn(|metadata| !metadata.is_span()).with_max_level_hint(LevelFilter::TRACE);
+    let log_filter = filter.and(events_only);
+    let lines = tracing_subscriber::fmt::layer().with_ansi(colour).with_writer(writer);
+    let log = match format {
+        LogFormat::Text => lines.with_filter(log_filter).boxed(),
+        LogFormat::Json => lines.json().with_filter(log_filter).boxed(),
+    };
+    // A list, not an `Option` layer: an absent `Option` layer declares interest in every
+    // callsite, which enabled every library's trace spans.
+    let layers: Vec<BoxedLayer> = std::iter::once(log).chain(export).collect();
+    tracing_subscriber::registry().with(layers)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -183,4 +216,36 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the filter and with or without the exporter, the libraries' trace spans are
+    /// disabled where they are written (h2 opens several per frame); liangma's events are logged.
+    #[test]
+    fn library_trace_spans_are_disabled_at_their_callsite() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _inside = runtime.enter();
+        let telemetry = crate::config::TelemetryConfig {
+            otlp_endpoint: "http://127.0.0.1:9".into(),
+            sample_ratio: 1.0,
+            service_name: "liangma".into(),
+        };
+        for (directives, exporting) in [(None, false), (Some("warn,liangma=debug"), false), (None, true)] {
+            use tracing_subscriber::Layer;
+            let export = exporting.then(|| {
+                let (layer, guard) = crate::telemetry::export_layer(&telemetry, "410800".parse().unwrap()).unwrap();
+                std::mem::forget(guard);
+                layer.boxed()
+            });
+            let subscriber = log_subscriber(directives, LogFormat::Text, false, std::io::sink, export);
+            tracing::subscriber::with_default(subscriber, || {
+                assert!(tracing::trace_span!(target: "h2::proto", "pop_frame").is_disabled(), "{directives:?}");
+                assert!(tracing::debug_span!(target: "hyper::proto", "poll").is_disabled(), "{directives:?}");
+                assert!(tracing::enabled!(target: "liangma::grpc", tracing::Level::WARN), "{directives:?}");
+            });
+        }
+    }
 }
