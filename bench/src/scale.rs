@@ -145,7 +145,7 @@ impl Bench {
                     let tally = Arc::clone(&tally);
                     async move {
                         let mut client = pb::issuer_service_client::IssuerServiceClient::new(channel);
-                        tally.count(client.issue_code(Self::issue_request(pb::QrFormat::Png)).await)
+                        tally.count(client.issue_code(Self::issue_request(pb::QrFormat::Png, true)).await)
                     }
                 }
             });

@@ -48,7 +48,7 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("connecting to {}", args.server))?;
     match args.command {
-        ClientCommand::Issue { issuer, id_number, purpose, audience, png } => {
+        ClientCommand::Issue { issuer, id_number, purpose, audience, png, no_digits } => {
             let mut client = pb::issuer_service_client::IssuerServiceClient::new(channel);
             let response = client
                 .issue_code(pb::IssueCodeRequest {
@@ -58,6 +58,7 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                     audience_centre: audience.map(|c| c.to_string()).unwrap_or_default(),
                     lifetime_seconds: 0,
                     qr_format: if png.is_some() { pb::QrFormat::Png.into() } else { pb::QrFormat::None.into() },
+                    omit_digits: no_digits,
                 })
                 .await?
                 .into_inner();
@@ -65,13 +66,14 @@ async fn call(args: ClientArgs) -> anyhow::Result<ExitCode> {
                 std::fs::write(&path, &response.qr_png).with_context(|| format!("writing {}", path.display()))?;
             }
             println!("{}", response.text);
-            eprintln!(
-                "digits {}  (at another centre: {})  code id {}  expires {}",
-                response.digits,
-                response.network_digits,
-                response.code_id,
-                crate::clock::Timestamp::from_unix(response.expires_at_unix)
-            );
+            let expires = crate::clock::Timestamp::from_unix(response.expires_at_unix);
+            match response.digits.is_empty() {
+                true => eprintln!("code id {}  expires {expires}", response.code_id),
+                false => eprintln!(
+                    "digits {}  (at another centre: {})  code id {}  expires {expires}",
+                    response.digits, response.network_digits, response.code_id
+                ),
+            }
             Ok(ExitCode::from(EXIT_VALID))
         }
         ClientCommand::Verify { code, digits, request_id } => {

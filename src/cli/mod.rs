@@ -163,6 +163,9 @@ enum ClientCommand {
         /// Also write the QR code as PNG.
         #[arg(long)]
         png: Option<PathBuf>,
+        /// No digits (text and QR only): one Redis round trip instead of two.
+        #[arg(long)]
+        no_digits: bool,
     },
     /// Verify (and consume) a code.
     Verify {

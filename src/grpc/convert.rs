@@ -121,6 +121,7 @@ impl TryFrom<pb::IssueCodeRequest> for IssueCommand {
                 Ok(pb::QrFormat::Svg) => Some(QrFormat::Svg),
                 Err(_) => return Err(invalid("qr_format", "unknown value")),
             },
+            digits: !request.omit_digits,
         })
     }
 }
@@ -302,8 +303,12 @@ impl From<IssuedCode> for pb::IssueCodeResponse {
         };
         pb::IssueCodeResponse {
             text: issued.text,
-            digits: issued.digits.to_string(),
-            network_digits: crate::code::digits::network_form(issued.claims.issuer, &issued.digits),
+            digits: issued.digits.as_ref().map(ToString::to_string).unwrap_or_default(),
+            network_digits: issued
+                .digits
+                .as_ref()
+                .map(|digits| crate::code::digits::network_form(issued.claims.issuer, digits))
+                .unwrap_or_default(),
             code_id: issued.claims.code_id.to_string(),
             expires_at_unix: issued.claims.expires_at().unix(),
             qr_png,
@@ -490,6 +495,7 @@ impl TryFrom<pb::ShowCodeRequest> for (String, CodeRequest) {
             audience: optional_centre("audience_centre", &request.audience_centre)?,
             lifetime_seconds: None,
             qr: Some(QrFormat::Svg),
+            digits: true,
         };
         Ok((request.session, request_for))
     }

@@ -118,19 +118,6 @@ pub struct DeferredUse {
     pub accepted_at: Timestamp,
 }
 
-/// A code issued here, as the store keeps it until it expires.
-#[derive(Debug, Clone, Copy)]
-pub struct IssuedMark<'a> {
-    /// Whose code it is.
-    pub subject: Subject,
-    /// Which code.
-    pub code_id: CodeId,
-    /// Its digits form.
-    pub digits: &'a str,
-    /// Its text form, what the digits resolve to.
-    pub text: &'a str,
-}
-
 /// What a lookup grant gives access to. The service decides how long it lasts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Granted {

@@ -5,7 +5,7 @@ mod member;
 mod publish;
 mod verdict;
 
-pub use code_state::{CodeUse, DeferredUse, Granted, IssuedMark, RequestId, UsageEntry, UseOutcome};
+pub use code_state::{CodeUse, DeferredUse, Granted, RequestId, UsageEntry, UseOutcome};
 pub use member::{IdNumber, IdNumberError, RegistryRecord, Subject};
 pub use publish::{PublishCounts, PublishOutcome, PublishRejection};
 pub use verdict::{PreviousUse, UnknownVerdict, Verdict};

@@ -3,7 +3,7 @@
 use crate::code::digits::Digits;
 use crate::code::{CentreCode, Claims, CodeId, Purpose, qr};
 use crate::issue::{IssueError, IssueRequest};
-use crate::model::{IssuedMark, Subject};
+use crate::model::Subject;
 use crate::store::Store;
 
 use super::{Liangma, Member, ServiceError};
@@ -31,8 +31,8 @@ pub enum QrImage {
 pub struct IssuedCode {
     /// The text form.
     pub text: String,
-    /// The digits form.
-    pub digits: Digits,
+    /// The digits form, unless the caller did without.
+    pub digits: Option<Digits>,
     /// Its claims.
     pub claims: Claims,
     /// The QR image, if asked for.
@@ -50,6 +50,8 @@ pub struct CodeRequest {
     pub lifetime_seconds: Option<u32>,
     /// QR image wanted.
     pub qr: Option<QrFormat>,
+    /// Digits wanted (a second Redis round trip, after signing).
+    pub digits: bool,
 }
 
 /// What an issuance asks for, validated.
@@ -65,20 +67,21 @@ pub struct IssueCommand {
     pub lifetime_seconds: Option<u32>,
     /// QR image wanted.
     pub qr: Option<QrFormat>,
+    /// Digits wanted (a second Redis round trip, after signing).
+    pub digits: bool,
 }
 
 impl<S: Store> Liangma<S> {
     /// Issues a code from the member's current registry status.
     pub async fn issue(&self, command: IssueCommand) -> Result<IssuedCode, ServiceError> {
         let subject = self.member_subject(&command.member)?;
-        let IssueCommand { purpose, audience, lifetime_seconds, qr, .. } = command;
-        self.issue_to(subject, CodeRequest { purpose, audience, lifetime_seconds, qr }).await
+        let IssueCommand { purpose, audience, lifetime_seconds, qr, digits, .. } = command;
+        self.issue_to(subject, CodeRequest { purpose, audience, lifetime_seconds, qr, digits }).await
     }
 
     /// Issues to `subject`, a member of a centre this deployment issues for.
     pub(super) async fn issue_to(&self, subject: Subject, command: CodeRequest) -> Result<IssuedCode, ServiceError> {
         let issuer = self.issuer(subject.centre)?;
-        let record = self.store.get(subject).await?.ok_or(ServiceError::NotPublished(subject.centre))?;
         let lifetime = command.lifetime_seconds.unwrap_or(self.settings.code_lifetime_seconds);
         if !(1..=self.settings.code_lifetime_seconds).contains(&lifetime) {
             let most = self.settings.code_lifetime_seconds;
@@ -86,6 +89,13 @@ impl<S: Store> Liangma<S> {
         }
         let request = IssueRequest { purpose: command.purpose, audience: command.audience, lifetime_seconds: lifetime };
         let code_id = CodeId::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
+        // The issued mark (so the member can revoke the code) goes with the read, before the
+        // code exists: it outlives the code, and one left by a failed issuance names nothing.
+        let record = self
+            .store
+            .mark_issued_and_get(subject, code_id, u64::from(lifetime))
+            .await?
+            .ok_or(ServiceError::NotPublished(subject.centre))?;
         let now = self.clock.now();
         let trust = self.trust();
         let issued = issuer
@@ -100,7 +110,10 @@ impl<S: Store> Liangma<S> {
                 | IssueError::OutsideKeyWindow { .. }
                 | IssueError::OutOfRange(_) => ServiceError::CannotSign(error),
             })?;
-        let digits = self.store_issued(subject, &issued.claims, &issued.text).await?;
+        let digits = match command.digits {
+            true => Some(self.store_digits(&issued.claims, &issued.text).await?),
+            false => None,
+        };
         let qr = match command.qr {
             None => None,
             Some(format) => Some(self.render_qr(issued.text.clone(), format).await?),
@@ -108,13 +121,12 @@ impl<S: Store> Liangma<S> {
         Ok(IssuedCode { text: issued.text, digits, claims: issued.claims, qr })
     }
 
-    /// Notes the code as issued here (so its member can revoke it) with fresh digits for it.
-    async fn store_issued(&self, subject: Subject, claims: &Claims, text: &str) -> Result<Digits, ServiceError> {
+    /// Fresh digits for the code, resolving to its text while it lives.
+    async fn store_digits(&self, claims: &Claims, text: &str) -> Result<Digits, ServiceError> {
         // 10^15 values against at most a day of codes: a collision is rare, three in a row is not a thing.
         for _ in 0..3 {
             let digits = Digits::random().map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
-            let mark = IssuedMark { subject, code_id: claims.code_id, digits: digits.as_str(), text };
-            if self.store.put_issued(&mark, u64::from(claims.valid_for)).await? {
+            if self.store.put_digits(digits.as_str(), text, u64::from(claims.valid_for)).await? {
                 return Ok(digits);
             }
         }

@@ -7,8 +7,8 @@ use super::{CodeStore, RegistryStore, StoreError, USAGE_ENTRIES_KEPT};
 use crate::clock::{Clock, Timestamp};
 use crate::code::{CentreCode, CodeId, DepositClaims};
 use crate::model::{
-    CodeUse, DeferredUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject,
-    UsageEntry, UseOutcome, Verdict,
+    CodeUse, DeferredUse, Granted, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry,
+    UseOutcome, Verdict,
 };
 
 #[derive(Default)]
@@ -233,16 +233,29 @@ impl CodeStore for MemoryStore {
         }))
     }
 
-    async fn put_issued(&self, issued: &IssuedMark<'_>, ttl_seconds: u64) -> Result<bool, StoreError> {
+    async fn mark_issued_and_get(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        ttl_seconds: u64,
+    ) -> Result<Option<RegistryRecord>, StoreError> {
         let now = self.clock.now();
         let until = self.deadline(ttl_seconds);
         let mut state = self.state();
         state.note_write(now);
-        state.issued.insert((issued.subject, issued.code_id), until);
-        if state.digits.get(issued.digits).is_some_and(|(_, deadline)| now < *deadline) {
+        state.issued.insert((subject, code_id), until);
+        Ok(state.registry.get(&subject).cloned())
+    }
+
+    async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let until = self.deadline(ttl_seconds);
+        let mut state = self.state();
+        if state.digits.get(digits).is_some_and(|(_, deadline)| now < *deadline) {
             return Ok(false);
         }
-        state.digits.insert(issued.digits.to_owned(), (issued.text.to_owned(), until));
+        state.note_write(now);
+        state.digits.insert(digits.to_owned(), (text.to_owned(), until));
         Ok(true)
     }
 

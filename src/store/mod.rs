@@ -10,8 +10,7 @@ use std::future::Future;
 use crate::clock::Timestamp;
 use crate::code::CodeId;
 use crate::model::{
-    CodeUse, DeferredUse, Granted, IssuedMark, PublishOutcome, RegistryRecord, RequestId, Subject, UsageEntry,
-    UseOutcome,
+    CodeUse, DeferredUse, Granted, PublishOutcome, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome,
 };
 
 /// Most deferred consumptions queued at once; past it a node fails closed again.
@@ -110,11 +109,21 @@ pub trait CodeStore: Send + Sync + 'static {
         grant: &str,
     ) -> impl Future<Output = Result<Option<Granted>, StoreError>> + Send;
 
-    /// Records a code issued here (so its member can revoke it) and stores digits -> code text
-    /// unless the digits are taken; `false` if taken. Both live `ttl_seconds`.
-    fn put_issued(
+    /// Issuance's one round trip: notes `code_id` as issued here for `ttl_seconds` (so its
+    /// member may revoke it) and reads the member's registry record. The mark is written whether
+    /// or not there is a record: a mark without a code names nothing a verification can meet.
+    fn mark_issued_and_get(
         &self,
-        issued: &IssuedMark<'_>,
+        subject: Subject,
+        code_id: CodeId,
+        ttl_seconds: u64,
+    ) -> impl Future<Output = Result<Option<RegistryRecord>, StoreError>> + Send;
+
+    /// Stores digits -> code text for `ttl_seconds` unless the digits are taken; `false` if taken.
+    fn put_digits(
+        &self,
+        digits: &str,
+        text: &str,
         ttl_seconds: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

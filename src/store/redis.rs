@@ -11,8 +11,8 @@ use super::{CodeStore, RegistryStore, StoreError, USAGE_ENTRIES_KEPT};
 use crate::clock::Timestamp;
 use crate::code::{CentreCode, CodeId, DepositClaims, Fen, Purpose};
 use crate::model::{
-    CodeUse, DeferredUse, Granted, IssuedMark, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject,
-    UsageEntry, UseOutcome, Verdict,
+    CodeUse, DeferredUse, Granted, PublishOutcome, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry,
+    UseOutcome, Verdict,
 };
 
 /// Connection settings of the Redis store.
@@ -562,32 +562,33 @@ impl CodeStore for RedisStore {
         Ok(Some(Granted { subject, verified_at: used.at, claims: used.claims, live: decode_record(live)? }))
     }
 
-    async fn put_issued(&self, issued: &IssuedMark<'_>, ttl_seconds: u64) -> Result<bool, StoreError> {
-        let ttl = ttl_seconds.max(1);
-        // The two keys live in different slots (the digits must resolve without knowing the
-        // member), so this is not a script; each write is idempotent.
-        let mut issued_mark = redis::cmd("SET");
-        issued_mark.arg(self.subject_key(issued.subject, format_args!("issued:{}", issued.code_id))).arg(1);
-        issued_mark.arg("EX").arg(ttl);
-        let mut digits = redis::cmd("SET");
-        digits.arg(self.digits_key(issued.digits)).arg(issued.text).arg("NX").arg("EX").arg(ttl);
+    async fn mark_issued_and_get(
+        &self,
+        subject: Subject,
+        code_id: CodeId,
+        ttl_seconds: u64,
+    ) -> Result<Option<RegistryRecord>, StoreError> {
+        // Both keys carry the member's hash tag: one pipeline to one master, cluster or not.
+        let mut pipe = redis::pipe();
+        pipe.set_ex(self.subject_key(subject, format_args!("issued:{code_id}")), 1, ttl_seconds.max(1))
+            .ignore()
+            .get(self.subject_key(subject, "record"));
         let mut connection = self.connection.clone();
-        let stored: Option<String> = if self.connection.is_cluster() {
-            // Two masters, both asked at once.
-            let mut other = connection.clone();
-            let (_, stored) = self
-                .bounded("put_issued", async {
-                    tokio::try_join!(issued_mark.query_async::<()>(&mut other), digits.query_async(&mut connection))
-                })
-                .await?;
-            stored
-        } else {
-            // One round trip.
-            let mut pipe = redis::pipe();
-            pipe.add_command(issued_mark).ignore().add_command(digits);
-            let (stored,): (Option<String>,) = self.bounded("put_issued", pipe.query_async(&mut connection)).await?;
-            stored
-        };
+        let (stored,): (Option<String>,) =
+            self.bounded("mark_issued_and_get", pipe.query_async(&mut connection)).await?;
+        decode_record(stored)
+    }
+
+    async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let set = redis::cmd("SET")
+            .arg(self.digits_key(digits))
+            .arg(text)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_seconds.max(1))
+            .clone();
+        let stored: Option<String> = self.bounded("put_digits", set.query_async(&mut connection)).await?;
         Ok(stored.is_some())
     }
 

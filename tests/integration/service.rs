@@ -371,6 +371,32 @@ async fn one_redis_round_trip_per_verification() {
     assert_eq!(names, ["HSETNX", "HGET", "EXPIRE", "HLEN", "GET"].repeat(2), "{commands:?}");
 }
 
+/// Issuance without digits is one round trip: the issued mark goes with the registry read. The
+/// code still verifies and its member can still revoke it; only digits need a second trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuing_without_digits_is_one_round_trip_and_the_code_stays_revocable() {
+    let app = spawn_app(Backend::Redis).await;
+    let request = |omit_digits: bool| pb::IssueCodeRequest {
+        issuer_centre: "410800".into(),
+        id_number: ZHANG_WEI.into(),
+        purpose: pb::Purpose::OffsiteLoan.into(),
+        audience_centre: "440300".into(),
+        omit_digits,
+        ..Default::default()
+    };
+    let monitor = app.redis.as_ref().unwrap().monitor();
+    let plain = app.issuer().await.issue_code(request(true)).await.unwrap().into_inner();
+    let with_digits = app.issuer().await.issue_code(request(false)).await.unwrap().into_inner();
+    let commands: Vec<String> = monitor.client_commands().into_iter().filter(|command| command != "\"PING\"").collect();
+    let names: Vec<&str> = commands.iter().map(|command| command.split('"').nth(1).unwrap_or_default()).collect();
+    assert_eq!(names, ["SETEX", "GET", "SETEX", "GET", "SET"], "{commands:?}");
+    assert!(plain.digits.is_empty() && plain.network_digits.is_empty(), "{plain:?}");
+    assert_eq!(with_digits.digits.len(), 19, "{with_digits:?}");
+    app.revoke(ZHANG_WEI, &plain.code_id).await;
+    assert_eq!(verdict(&app.verify_text(&plain.text).await.unwrap()), pb::Verdict::CodeRevoked);
+    assert_eq!(verdict(&app.verify_text(&with_digits.text).await.unwrap()), pb::Verdict::Valid);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_calls_and_stops_accepting() {
     let mut app = spawn_app(Backend::Memory).await;

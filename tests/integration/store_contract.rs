@@ -8,8 +8,8 @@ use std::time::Duration;
 use liangma::clock::{Clock, FixedClock, Timestamp};
 use liangma::code::{CodeId, DepositClaims, Purpose, SubjectRef};
 use liangma::model::{
-    CodeUse, DeferredUse, Granted, IssuedMark, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry,
-    UseOutcome, Verdict,
+    CodeUse, DeferredUse, Granted, PublishRejection, RegistryRecord, RequestId, Subject, UsageEntry, UseOutcome,
+    Verdict,
 };
 use liangma::store::memory::MemoryStore;
 use liangma::store::redis::{RedisSettings, RedisStore, RedisTopology};
@@ -174,8 +174,7 @@ async fn a_retry_of_the_same_request_at_the_same_centre_is_the_same_use(store: &
 async fn a_revoked_code_stays_revoked_and_ends_its_grant(store: &impl Store) {
     let member = subject(3);
     let code_id = CodeId::from_bytes([9; 12]);
-    let issued = IssuedMark { subject: member, code_id, digits: "1234567812345670", text: "LM1:X" };
-    assert!(store.put_issued(&issued, 3_600).await.unwrap());
+    assert_eq!(store.mark_issued_and_get(member, code_id, 3_600).await.unwrap(), None, "not published");
     let used = code_use(member, 9, "440300", Some("desk-1"));
     store.consume(&used).await.unwrap();
     assert!(store.revoke(member, code_id, now(), 90_000).await.unwrap());
@@ -190,8 +189,9 @@ async fn only_a_code_issued_here_can_be_revoked(store: &impl Store) {
     let (member, other) = (subject(4), subject(5));
     let code_id = CodeId::from_bytes([10; 12]);
     assert!(!store.revoke(member, code_id, now(), 90_000).await.unwrap(), "never issued");
-    let issued = IssuedMark { subject: member, code_id, digits: "8765432187654321", text: "LM1:Y" };
-    store.put_issued(&issued, 3_600).await.unwrap();
+    store.publish(&[(member, record(1, 100))], 100).await.unwrap();
+    let read = store.mark_issued_and_get(member, code_id, 3_600).await.unwrap();
+    assert_eq!(read, Some(record(1, 100)), "issuance reads the record as it marks the code");
     assert!(!store.revoke(other, code_id, now(), 90_000).await.unwrap(), "another member's code");
     assert!(store.revoke(member, code_id, now(), 90_000).await.unwrap());
     assert_eq!(store.consume(&code_use(member, 10, "440300", None)).await.unwrap(), UseOutcome::Revoked);
@@ -253,15 +253,8 @@ async fn records_replace_only_older_versions_within_the_step(store: &impl Store)
 
 async fn digits_resolve_until_taken_and_the_store_answers_pings(store: &impl Store) {
     store.ping().await.unwrap();
-    let first = IssuedMark {
-        subject: subject(9),
-        code_id: CodeId::from_bytes([30; 12]),
-        digits: "1111222233334444",
-        text: "LM1:A",
-    };
-    assert!(store.put_issued(&first, 3_600).await.unwrap());
-    let clash = IssuedMark { code_id: CodeId::from_bytes([31; 12]), text: "LM1:B", ..first };
-    assert!(!store.put_issued(&clash, 3_600).await.unwrap(), "digits are never shared");
+    assert!(store.put_digits("1111222233334444", "LM1:A", 3_600).await.unwrap());
+    assert!(!store.put_digits("1111222233334444", "LM1:B", 3_600).await.unwrap(), "digits are never shared");
     assert_eq!(store.resolve_digits("1111222233334444").await.unwrap().as_deref(), Some("LM1:A"));
     assert_eq!(store.resolve_digits("9999222233334444").await.unwrap(), None);
 }

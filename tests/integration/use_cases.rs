@@ -38,7 +38,14 @@ fn jiaozuo_member(id_number: &str) -> Member {
 }
 
 fn issue_for(id_number: &str, purpose: Purpose) -> IssueCommand {
-    IssueCommand { member: jiaozuo_member(id_number), purpose, audience: None, lifetime_seconds: None, qr: None }
+    IssueCommand {
+        member: jiaozuo_member(id_number),
+        purpose,
+        audience: None,
+        lifetime_seconds: None,
+        qr: None,
+        digits: true,
+    }
 }
 
 fn verify(code: &IssuedCode, request_id: Option<&str>) -> VerifyCommand {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file liangma/v1/issuer.proto.
  */
 export const file_liangma_v1_issuer: GenFile = /*@__PURE__*/
-  fileDesc("ChdsaWFuZ21hL3YxL2lzc3Vlci5wcm90bxIKbGlhbmdtYS52MSK+AQoQSXNzdWVDb2RlUmVxdWVzdBIVCg1pc3N1ZXJfY2VudHJlGAEgASgJEhEKCWlkX251bWJlchgCIAEoCRIkCgdwdXJwb3NlGAMgASgOMhMubGlhbmdtYS52MS5QdXJwb3NlEhcKD2F1ZGllbmNlX2NlbnRyZRgEIAEoCRIYChBsaWZldGltZV9zZWNvbmRzGAUgASgNEicKCXFyX2Zvcm1hdBgGIAEoDjIULmxpYW5nbWEudjEuUXJGb3JtYXQikwEKEUlzc3VlQ29kZVJlc3BvbnNlEgwKBHRleHQYASABKAkSDgoGZGlnaXRzGAIgASgJEg8KB2NvZGVfaWQYAyABKAkSFwoPZXhwaXJlc19hdF91bml4GAQgASgDEg4KBnFyX3BuZxgFIAEoDBIOCgZxcl9zdmcYBiABKAkSFgoObmV0d29ya19kaWdpdHMYByABKAkiTgoRUmV2b2tlQ29kZVJlcXVlc3QSFQoNaXNzdWVyX2NlbnRyZRgBIAEoCRIRCglpZF9udW1iZXIYAiABKAkSDwoHY29kZV9pZBgDIAEoCSIUChJSZXZva2VDb2RlUmVzcG9uc2UqRAoIUXJGb3JtYXQSEgoOUVJfRk9STUFUX05PTkUQABIRCg1RUl9GT1JNQVRfUE5HEAESEQoNUVJfRk9STUFUX1NWRxACMqYBCg1Jc3N1ZXJTZXJ2aWNlEkgKCUlzc3VlQ29kZRIcLmxpYW5nbWEudjEuSXNzdWVDb2RlUmVxdWVzdBodLmxpYW5nbWEudjEuSXNzdWVDb2RlUmVzcG9uc2USSwoKUmV2b2tlQ29kZRIdLmxpYW5nbWEudjEuUmV2b2tlQ29kZVJlcXVlc3QaHi5saWFuZ21hLnYxLlJldm9rZUNvZGVSZXNwb25zZWIGcHJvdG8z", [file_liangma_v1_code]);
+  fileDesc("ChdsaWFuZ21hL3YxL2lzc3Vlci5wcm90bxIKbGlhbmdtYS52MSLTAQoQSXNzdWVDb2RlUmVxdWVzdBIVCg1pc3N1ZXJfY2VudHJlGAEgASgJEhEKCWlkX251bWJlchgCIAEoCRIkCgdwdXJwb3NlGAMgASgOMhMubGlhbmdtYS52MS5QdXJwb3NlEhcKD2F1ZGllbmNlX2NlbnRyZRgEIAEoCRIYChBsaWZldGltZV9zZWNvbmRzGAUgASgNEicKCXFyX2Zvcm1hdBgGIAEoDjIULmxpYW5nbWEudjEuUXJGb3JtYXQSEwoLb21pdF9kaWdpdHMYByABKAgikwEKEUlzc3VlQ29kZVJlc3BvbnNlEgwKBHRleHQYASABKAkSDgoGZGlnaXRzGAIgASgJEg8KB2NvZGVfaWQYAyABKAkSFwoPZXhwaXJlc19hdF91bml4GAQgASgDEg4KBnFyX3BuZxgFIAEoDBIOCgZxcl9zdmcYBiABKAkSFgoObmV0d29ya19kaWdpdHMYByABKAkiTgoRUmV2b2tlQ29kZVJlcXVlc3QSFQoNaXNzdWVyX2NlbnRyZRgBIAEoCRIRCglpZF9udW1iZXIYAiABKAkSDwoHY29kZV9pZBgDIAEoCSIUChJSZXZva2VDb2RlUmVzcG9uc2UqRAoIUXJGb3JtYXQSEgoOUVJfRk9STUFUX05PTkUQABIRCg1RUl9GT1JNQVRfUE5HEAESEQoNUVJfRk9STUFUX1NWRxACMqYBCg1Jc3N1ZXJTZXJ2aWNlEkgKCUlzc3VlQ29kZRIcLmxpYW5nbWEudjEuSXNzdWVDb2RlUmVxdWVzdBodLmxpYW5nbWEudjEuSXNzdWVDb2RlUmVzcG9uc2USSwoKUmV2b2tlQ29kZRIdLmxpYW5nbWEudjEuUmV2b2tlQ29kZVJlcXVlc3QaHi5saWFuZ21hLnYxLlJldm9rZUNvZGVSZXNwb25zZWIGcHJvdG8z", [file_liangma_v1_code]);
 
 /**
  * @generated from message liangma.v1.IssueCodeRequest
@@ -57,6 +57,13 @@ export type IssueCodeRequest = Message<"liangma.v1.IssueCodeRequest"> & {
    * @generated from field: liangma.v1.QrFormat qr_format = 6;
    */
   qrFormat: QrFormat;
+
+  /**
+   * true: no digits (text and QR only), one Redis round trip instead of two
+   *
+   * @generated from field: bool omit_digits = 7;
+   */
+  omitDigits: boolean;
 };
 
 /**
@@ -76,7 +83,7 @@ export type IssueCodeResponse = Message<"liangma.v1.IssueCodeResponse"> & {
   text: string;
 
   /**
-   * 16 digits in groups of 4, for reading out
+   * 16 digits in groups of 4, for reading out; empty with omit_digits
    *
    * @generated from field: string digits = 2;
    */
@@ -103,7 +110,7 @@ export type IssueCodeResponse = Message<"liangma.v1.IssueCodeResponse"> & {
   qrSvg: string;
 
   /**
-   * the issuer's centre code, then the digits: typed at any centre's counter
+   * the issuer's centre code, then the digits: typed at any centre's counter; empty with omit_digits
    *
    * @generated from field: string network_digits = 7;
    */
