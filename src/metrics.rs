@@ -76,6 +76,13 @@ pub fn store(elapsed: Duration, failure: Option<&'static str>) {
     }
 }
 
+/// A TCP connection accepted (each one a TLS handshake, with TLS), or closed at once because
+/// the node holds its most connections.
+pub fn connection_accepted(within_limit: bool) {
+    let outcome = if within_limit { "accepted" } else { "over_limit" };
+    metrics::counter!("liangma_connections_total", "outcome" => outcome).increment(1);
+}
+
 /// Signatures checked together: one batch of `size` (1: a lone check with `verify_strict`),
 /// and whether the batch equation failed so each was checked alone.
 pub fn signature_batch(size: usize, fell_back: bool) {

@@ -75,6 +75,7 @@ async fn accept_loop(
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             // Closing at once tells the client to try another replica; queueing would hold it.
+            crate::metrics::connection_accepted(false);
             refused_since_warning += 1;
             if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                 tracing::warn!(
@@ -87,6 +88,7 @@ async fn accept_loop(
             }
             continue;
         };
+        crate::metrics::connection_accepted(true);
         if let Err(error) = configure(&stream, limits.tcp_keepalive) {
             tracing::debug!(%error, "setting socket options failed; closing the connection");
             continue;
