@@ -13,6 +13,7 @@ mod federation;
 mod load;
 mod members;
 mod processes;
+mod profile;
 mod report;
 mod scale;
 mod scenarios;

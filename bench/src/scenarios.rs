@@ -74,6 +74,22 @@ impl Bench {
         with_cpu(server_pid, &self.redis.socket(), requests, load)
     }
 
+    /// `run` while `perf` samples process `pid`; with what it returns, a row saying where that
+    /// process's CPU went.
+    pub(crate) fn profiled<T>(
+        &self,
+        pid: u32,
+        what: &str,
+        run: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<(T, Row)> {
+        let profile = crate::profile::Profile::start(pid, &self.data_dir, "run");
+        let result = run()?;
+        let line = profile
+            .and_then(crate::profile::Profile::finish)
+            .unwrap_or_else(|| "not profiled: perf is not installed or may not sample".into());
+        Ok((result, Row::fact(&format!("where the CPU goes: {what}"), line, "", None)))
+    }
+
     pub(crate) fn saturating_load(&self) -> String {
         format!("{}×{} streams", self.options.connections, self.options.streams)
     }
@@ -123,8 +139,10 @@ impl Bench {
         })?;
         let anchor_channels = self.runtime.block_on(connect(verify_anchor.address, options.connections))?;
         let anchor_codes = self.codes.make(requests)?;
-        let anchor_own = self.with_cpu(verify_anchor.pid(), requests, || {
-            self.runtime.block_on(own_load(&anchor_channels, in_flight, requests, verify_with(anchor_codes, false)))
+        let (anchor_own, anchor_profile) = self.profiled(verify_anchor.pid(), "verify anchor", || {
+            self.with_cpu(verify_anchor.pid(), requests, || {
+                self.runtime.block_on(own_load(&anchor_channels, in_flight, requests, verify_with(anchor_codes, false)))
+            })
         })?;
         drop(anchor_channels);
         check_anchor(verify_anchor, 2 * requests)?;
@@ -135,8 +153,10 @@ impl Bench {
         // Distinct codes, each consumed, its usage recorded and the live status returned.
         let codes = self.codes.make(requests)?;
         let (evalsha_before, commands_before) = (self.stat("evalsha"), self.total_commands());
-        let verify = self.with_cpu(self.service.pid, requests, || {
-            self.runtime.block_on(own_load(&self.service_channels, in_flight, requests, verify_with(codes, true)))
+        let (verify, verify_profile) = self.profiled(self.service.pid, "liangma VerifyCode", || {
+            self.with_cpu(self.service.pid, requests, || {
+                self.runtime.block_on(own_load(&self.service_channels, in_flight, requests, verify_with(codes, true)))
+            })
         })?;
         let evalsha = (self.stat("evalsha") - evalsha_before) as f64 / requests as f64;
         let commands = (self.total_commands() - commands_before) as f64 / requests as f64;
@@ -158,6 +178,8 @@ impl Bench {
             // The service's health PINGs land in the same counters: a few per run.
             Some(evalsha == 0.0 && (commands - 5.0).abs() < 0.01),
         ));
+        self.rows.push(anchor_profile);
+        self.rows.push(verify_profile);
         Ok(verify.per_second)
     }
 
@@ -213,8 +235,10 @@ impl Bench {
         // Every issued code stores its issued mark with a SETEX (in the registry read's round
         // trip), and its digits with a SET: the counts prove every answer was an issuance.
         let marks_before = self.stat("setex");
-        let issue = self.with_cpu(self.service.pid, requests, || {
-            h2load(self.service.address, ISSUE, &request, &options, requests)
+        let (issue, issue_profile) = self.profiled(self.service.pid, "liangma IssueCode, no QR, no digits", || {
+            self.with_cpu(self.service.pid, requests, || {
+                h2load(self.service.address, ISSUE, &request, &options, requests)
+            })
         })?;
         ensure!(self.stat("setex") - marks_before == requests as u64, "not every IssueCode issued a code");
         let digits_request = Self::issue_request(pb::QrFormat::None, true);
@@ -243,8 +267,10 @@ impl Bench {
             .against(&get_anchor)
             .target("≥ 0.8× the GET + sign anchor", with_digits.per_second >= 0.8 * get_anchor.per_second),
         );
-        let png = self.with_cpu(self.service.pid, png_requests, || {
-            h2load(self.service.address, ISSUE, &png_request, &options, png_requests)
+        let (png, png_profile) = self.profiled(self.service.pid, "liangma IssueCode with PNG", || {
+            self.with_cpu(self.service.pid, png_requests, || {
+                h2load(self.service.address, ISSUE, &png_request, &options, png_requests)
+            })
         })?;
         self.rows.push(Row::new("anchor: tonic + Redis GET + sign + QR PNG", format!("h2load {load}"), png_anchor));
         self.rows.push(
@@ -252,6 +278,8 @@ impl Bench {
                 .against(&png_anchor)
                 .note("reported: issuance as a member's app asks for it"),
         );
+        self.rows.push(issue_profile);
+        self.rows.push(png_profile);
         Ok(())
     }
 
@@ -340,8 +368,10 @@ impl Bench {
         })?;
         ensure!(self.stat("evalsha") - evalsha_before == requests as u64, "not every LookupStatus read the registry");
         let in_flight = Pace::InFlight(options.in_flight());
-        let saturated_own = self.with_cpu(self.service.pid, requests, || {
-            self.runtime.block_on(own_load(&self.service_channels, in_flight, requests, lookup.clone()))
+        let (saturated_own, lookup_profile) = self.profiled(self.service.pid, "liangma LookupStatus", || {
+            self.with_cpu(self.service.pid, requests, || {
+                self.runtime.block_on(own_load(&self.service_channels, in_flight, requests, lookup.clone()))
+            })
         })?;
         let half = saturated_own.per_second / 2.0;
         let count = ((half * 8.0) as usize).max(1000);
@@ -354,6 +384,7 @@ impl Bench {
             Row::new("liangma LookupStatus at half of saturation", format!("own, {half:.0}/s"), at_half)
                 .target("p99 < 1 ms", at_half.p99() < Duration::from_millis(1)),
         );
+        self.rows.push(lookup_profile);
         Ok(())
     }
 
