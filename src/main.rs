@@ -5,12 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc instead of glibc's malloc: under load the service allocates on one worker and frees
-/// on another, and glibc's arenas then contend on their locks (docs/performance.md measured a
-/// fifth of the service's CPU in malloc and free).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = liangma::cli::Cli::parse();
     match liangma::cli::run(cli) {

@@ -21,11 +21,6 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use liangma::pb::v1 as pb;
 use tonic::{Request, Response, Status};
 
-/// The allocator `liangma serve` runs on, so that a comparison measures the pipeline's work,
-/// not the allocators.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Default)]
 struct Counts {
     ok: AtomicU64,
