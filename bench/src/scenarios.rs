@@ -223,8 +223,9 @@ impl Bench {
         let code = self.codes.make(1)?[0].clone();
         let get_sign =
             Anchor::start(&self.anchor_binary, &["get-sign", &redis_url, pem.to_str().context("key path")?, &code])?;
-        let get_anchor =
-            self.with_cpu(get_sign.pid(), requests, || h2load(get_sign.address, ISSUE, &request, &options, requests))?;
+        let (get_anchor, get_anchor_profile) = self.profiled(get_sign.pid(), "issue anchor (GET + sign)", || {
+            self.with_cpu(get_sign.pid(), requests, || h2load(get_sign.address, ISSUE, &request, &options, requests))
+        })?;
         // With a QR PNG, as a member's app asks: fewer requests, each renders.
         let png_request = Self::issue_request(pb::QrFormat::Png, true);
         let png_requests = (requests / 4).max(1000);
@@ -278,6 +279,7 @@ impl Bench {
                 .against(&png_anchor)
                 .note("reported: issuance as a member's app asks for it"),
         );
+        self.rows.push(get_anchor_profile);
         self.rows.push(issue_profile);
         self.rows.push(png_profile);
         Ok(())
