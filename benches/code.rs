@@ -49,6 +49,24 @@ fn bench_issue_and_verify(c: &mut Criterion) {
         b.iter(|| verify_offline(black_box(&code.text), &s.trust, &s.policy, s.now).unwrap())
     });
     group.bench_function("decode_only", |b| b.iter(|| decode(black_box(&code.text)).unwrap()));
+    // The physical limit the service is compared with (docs/performance.md): 64 distinct codes'
+    // signatures in one ed25519 batch, per batch; divide by 64 for a signature's share.
+    let batch: Vec<(Vec<u8>, ed25519_dalek::Signature)> = (0..64u8)
+        .map(|index| {
+            let code = s
+                .issuer
+                .issue_with_code_id(&s.trust, &s.record, &s.request, s.now, CodeId::from_bytes([index; 12]))
+                .unwrap();
+            let decoded = decode(&code.text).unwrap();
+            (decoded.with_signed_message(<[u8]>::to_vec), decoded.signature)
+        })
+        .collect();
+    let messages: Vec<&[u8]> = batch.iter().map(|(message, _)| message.as_slice()).collect();
+    let signatures: Vec<ed25519_dalek::Signature> = batch.iter().map(|(_, signature)| *signature).collect();
+    let keys = vec![public_key; batch.len()];
+    group.bench_function("batch_of_64", |b| {
+        b.iter(|| ed25519_dalek::verify_batch(black_box(&messages), black_box(&signatures), &keys).unwrap())
+    });
     group.finish();
 
     let mut group = c.benchmark_group("issue");

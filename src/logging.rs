@@ -77,46 +77,28 @@ pub fn start(
     std::thread::Builder::new().name("liangma-log".into()).spawn(move || {
         // Batched: a write per line would be a system call per verification (docs/performance.md).
         let mut output = io::BufWriter::with_capacity(64 * 1024, output);
-        // Blocks only while nothing is queued, so the first line after a quiet spell is written
-        // at once.
-        while let Ok(mut message) = receiver.recv() {
-            loop {
-                let Message::Line(line) = message else {
-                    finish(&mut output, &counter, format);
-                    let _ = done_sender.send(());
-                    return;
-                };
-                let lost = counter.swap(0, Ordering::Relaxed);
-                if lost > 0 {
-                    let _ = output.write_all(dropped_notice(lost, format).as_bytes());
-                }
-                let _ = output.write_all(&line);
-                match receiver.try_recv() {
-                    Ok(next) => message = next,
-                    Err(_) => break,
-                }
+        for message in receiver.iter() {
+            let line = match message {
+                Message::Line(line) => line,
+                Message::Finish => break,
+            };
+            let lost = counter.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                let _ = output.write_all(dropped_notice(lost, format).as_bytes());
             }
-            let _ = output.flush();
-            // Lines queued meanwhile wake no one: under load this thread wakes and writes once
-            // per interval, not once per line (each wake-up cost the callers a futex call).
-            std::thread::sleep(BATCH_INTERVAL);
+            let _ = output.write_all(&line);
+            if receiver.is_empty() {
+                let _ = output.flush();
+            }
         }
-        finish(&mut output, &counter, format);
+        let lost = counter.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let _ = output.write_all(dropped_notice(lost, format).as_bytes());
+        }
+        let _ = output.flush();
         let _ = done_sender.send(());
     })?;
     Ok((LogQueue { sender: sender.clone(), dropped }, FlushOnDrop { sender, done }))
-}
-
-/// Longest a line waits in the queue while lines keep coming.
-const BATCH_INTERVAL: Duration = Duration::from_millis(10);
-
-/// Reports lines lost at the end and flushes.
-fn finish(output: &mut impl Write, counter: &AtomicU64, format: LogFormat) {
-    let lost = counter.swap(0, Ordering::Relaxed);
-    if lost > 0 {
-        let _ = output.write_all(dropped_notice(lost, format).as_bytes());
-    }
-    let _ = output.flush();
 }
 
 /// The line that reports lost lines, in the format of the other lines.
