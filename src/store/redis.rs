@@ -475,9 +475,12 @@ impl CodeStore for RedisStore {
         let retry_prefix = retry_prefix(code_use);
         let (outcome, verdict) = match decode_code_state(&state)? {
             CodeState::Revoked { .. } => (UseOutcome::Revoked, Verdict::CodeRevoked),
-            CodeState::Used(used) if !retry_prefix.is_empty() && state.starts_with(&retry_prefix) => {
-                // The same centre retrying the same request: that verification stands, nothing
-                // is added.
+            // The same centre retrying the same request, or this very call's state (its grant is
+            // fresh and random) when the client resent the pipeline after a first send reached
+            // Redis: that verification stands, nothing is added.
+            CodeState::Used(used)
+                if state == used_state || (!retry_prefix.is_empty() && state.starts_with(&retry_prefix)) =>
+            {
                 self.require_replicas(acknowledged)?;
                 return Ok(UseOutcome::Repeated { live: decode_record(live)?, grant: used.grant.to_owned() });
             }
