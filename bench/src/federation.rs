@@ -14,7 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::load::{Measured, Pace, own_load};
 use crate::members::{BENCH_MEMBERS, publish};
-use crate::processes::Process;
+use crate::processes::{Process, process_cpu, redis_cpu};
 use crate::report::Row;
 use crate::scenarios::{Bench, verify_with};
 
@@ -167,14 +167,14 @@ impl Bench {
                 key = hex::encode(directory_key.verifying_key().as_bytes()),
             ))
         };
-        let _jiaozuo = start(
+        let jiaozuo = start(
             &binary,
             path,
             "jiaozuo",
             jiaozuo_port,
             &node("jiaozuo", 410800, jiaozuo_port, jiaozuo_metrics, &self.redis.url(), true)?,
         )?;
-        let _shenzhen = start(
+        let shenzhen = start(
             &binary,
             path,
             "shenzhen",
@@ -192,9 +192,23 @@ impl Bench {
             options.connections,
         ))?;
 
+        // CPU per verification of both nodes and both Redis servers: a remote verification is
+        // work at each.
+        let (jiaozuo_pid, shenzhen_pid) = (jiaozuo.0.id(), shenzhen.0.id());
+        let (jiaozuo_redis, shenzhen_redis) = (self.redis.socket(), other_redis.socket());
+        let cpu = || -> anyhow::Result<[Duration; 2]> {
+            Ok([
+                process_cpu(jiaozuo_pid)? + process_cpu(shenzhen_pid)?,
+                redis_cpu(&jiaozuo_redis)? + redis_cpu(&shenzhen_redis)?,
+            ])
+        };
         let measure = |channels: &[Channel], pace: Pace, total: usize| -> anyhow::Result<Measured> {
             let codes = self.codes.make_for(total, None)?;
-            self.runtime.block_on(own_load(channels, pace, total, verify_with(codes, true)))
+            let before = cpu()?;
+            let mut measured = self.runtime.block_on(own_load(channels, pace, total, verify_with(codes, true)))?;
+            let after = cpu()?;
+            measured.cpu = Some([(after[0] - before[0]) / total as u32, (after[1] - before[1]) / total as u32]);
+            Ok(measured)
         };
         let local_one = measure(&at_issuer, Pace::InFlight(1), SEQUENTIAL)?;
         // From its first remote verification on, Shenzhen keeps one connection to Jiaozuo.
