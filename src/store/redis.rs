@@ -58,7 +58,9 @@ fn unavailable(error: RedisError) -> StoreError {
 }
 
 /// A member's used-codes hash is trimmed once the hot path sees it this much past
-/// [`USAGE_ENTRIES_KEPT`] fields: one trim per 50 uses at most, never on the way there.
+/// [`USAGE_ENTRIES_KEPT`] fields: a trim brings it back to that many, so it runs once per 50 uses
+/// of such a member (every use only while more of the member's codes than that were used in the
+/// last two days).
 const USED_FIELDS_TRIMMED_AT: usize = USAGE_ENTRIES_KEPT + 50;
 
 /// No code lives longer than this after a use or revocation (a code ends at 24:00 CST of its
