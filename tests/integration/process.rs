@@ -284,6 +284,10 @@ async fn the_client_shows_local_times_and_retries_with_its_request_id() {
     assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
     let code = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
     assert!(String::from_utf8_lossy(&issued.stderr).contains("expires 2026-11-27T00:00:00+08:00"));
+    assert!(String::from_utf8_lossy(&issued.stderr).starts_with("digits "), "the spoken form by default");
+    let plain = client(words(&format!("issue --issuer 410800 --id-number {ZHANG_WEI} --no-digits"))).await.unwrap();
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert!(String::from_utf8_lossy(&plain.stderr).starts_with("code id "), "no digits when not wanted");
     for _ in 0..2 {
         let verified =
             client(vec!["verify".into(), code.clone(), "--request-id".into(), "desk-3-0001".into()]).await.unwrap();
