@@ -127,6 +127,59 @@ pub(crate) fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a quota into a new cgroup's directory.
+type SetQuota<'a> = dyn Fn(&Path) -> std::io::Result<()> + 'a;
+
+/// A CPU quota on one process (a cgroup of its own); the process returns to the root group and
+/// the group is removed when dropped.
+pub(crate) struct CpuQuota {
+    group: std::path::PathBuf,
+    root_procs: std::path::PathBuf,
+    pid: u32,
+}
+
+impl CpuQuota {
+    /// Limits process `pid` (all its threads) to `percent` of one CPU, through cgroup v2
+    /// (`cpu.max`) or v1 (`cpu.cfs_quota_us`); `None` where neither may be written.
+    pub(crate) fn limit(pid: u32, percent: u32) -> Option<Self> {
+        let name = format!("liangma-bench-{}", std::process::id());
+        // A short period, so that a node out of quota stalls for milliseconds, not tens of them.
+        let period = 10_000u32;
+        let quota = period / 100 * percent;
+        let attempts: [(&str, &SetQuota<'_>); 2] = [
+            ("/sys/fs/cgroup", &|group| std::fs::write(group.join("cpu.max"), format!("{quota} {period}"))),
+            ("/sys/fs/cgroup/cpu", &|group| {
+                std::fs::write(group.join("cpu.cfs_period_us"), period.to_string())?;
+                std::fs::write(group.join("cpu.cfs_quota_us"), quota.to_string())
+            }),
+        ];
+        for (root, set_quota) in attempts {
+            let root = Path::new(root);
+            // Only a mounted cgroup hierarchy has this file (on a v1 host /sys/fs/cgroup is a
+            // tmpfs, where writing "cpu.max" would merely make a file).
+            if !root.join("cgroup.procs").exists() {
+                continue;
+            }
+            let group = root.join(&name);
+            let joined = std::fs::create_dir(&group)
+                .and_then(|()| set_quota(&group))
+                .and_then(|()| std::fs::write(group.join("cgroup.procs"), pid.to_string()));
+            if joined.is_ok() {
+                return Some(Self { group, root_procs: root.join("cgroup.procs"), pid });
+            }
+            let _ = std::fs::remove_dir(&group);
+        }
+        None
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.root_procs, self.pid.to_string());
+        let _ = std::fs::remove_dir(&self.group);
+    }
+}
+
 /// One `bench_anchor` process.
 pub(crate) struct Anchor {
     pub(crate) process: Process,
