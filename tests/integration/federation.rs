@@ -17,7 +17,7 @@ use liangma::trust::{CentreKey, SubjectSecret, TrustList};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::harness::ZHANG_WEI;
-use crate::process::free_port;
+use crate::process::{free_port, scrape_metrics};
 
 const JIAOZUO: u32 = 410800;
 const HANGZHOU: u32 = 330100;
@@ -151,8 +151,9 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     jiaozuo_key.write_pem_file(&path("jiaozuo.pem")).unwrap();
     SubjectSecret::generate().unwrap().write_file(&path("jiaozuo-subject.key")).unwrap();
 
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
     let (directory_port, jiaozuo_port, hangzhou_port, beijing_port) = (ports[0], ports[1], ports[2], ports[3]);
+    let jiaozuo_metrics = ports[4];
     let now = liangma::clock::Timestamp::from_unix(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64,
     );
@@ -193,7 +194,8 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     let node_config = |name: &str, code: u32, port: u16, redis: &RedisServer, issuer: bool| {
         let issuers = if issuer {
             format!(
-                "[[issuers]]\ncentre = \"{code}\"\nsigning_key = \"{0}/{name}.pem\"\nsubject_secret = \"{0}/{name}-subject.key\"\n",
+                "metrics_listen = \"127.0.0.1:{jiaozuo_metrics}\"\n\
+                 [[issuers]]\ncentre = \"{code}\"\nsigning_key = \"{0}/{name}.pem\"\nsubject_secret = \"{0}/{name}-subject.key\"\n",
                 dir.path().display()
             )
         } else {
@@ -281,10 +283,19 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     let live = first.live.clone().unwrap();
     assert!(live.found && live.masked_name == "张*", "{live:?}");
     assert_eq!(live.status.unwrap().balance_fen, 2_000_000);
+    let accepted = || async {
+        let scrape = scrape_metrics(jiaozuo_metrics).await;
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix("liangma_connections_total{outcome=\"accepted\"} ")?.parse::<u64>().ok())
+    };
+    let accepted_after_first = accepted().await;
+    assert!(accepted_after_first.is_some(), "Jiaozuo counts the connections it accepts");
     // The answer was lost: the same counter retries with the same request id.
     let retried =
         verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[0], "hz-1")).await.unwrap().into_inner();
     assert_eq!((retried.verdict(), &retried.verification_id), (pb::Verdict::Valid, &first.verification_id));
+    assert_eq!(accepted().await, accepted_after_first, "Hangzhou asked Jiaozuo again over the connection it kept");
     // Beijing sees the code used, by Hangzhou.
     let beijing_counter = channel(&ca, &beijing.url(), Some(&[grant(BEIJING, Role::Counter)]), false);
     let reused =

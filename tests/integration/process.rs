@@ -300,6 +300,16 @@ async fn the_client_shows_local_times_and_retries_with_its_request_id() {
     assert!(line.starts_with("ALREADY_USED") && line.contains("used_by=440300 at=2026-11-26T09:30:00+08:00"), "{line}");
 }
 
+/// What a node's `metrics_listen` answers to `GET /metrics`.
+pub async fn scrape_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_endpoint_counts_a_session_and_names_no_member() {
     let metrics_port = free_port();
@@ -316,14 +326,7 @@ async fn the_metrics_endpoint_counts_a_session_and_names_no_member() {
         };
         verifier.verify_code(request).await.unwrap();
     }
-    let scrape = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port)).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await.unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await.unwrap();
-        body
-    };
+    let scrape = scrape_metrics(metrics_port).await;
     for expected in [
         "liangma_verifications_total{verdict=\"VALID\"} 1",
         "liangma_verifications_total{verdict=\"ALREADY_USED\"} 1",
