@@ -12,11 +12,11 @@ use tonic::transport::Channel;
 use crate::load::{Measured, Pace, connect, own_load, with_cpu};
 use crate::members::member_status;
 use crate::processes::Service;
+use crate::report::Row;
+use crate::scenarios::{Bench, verify_request, verify_with};
 
 /// The share of one CPU the overload scenario's node gets.
 const NODE_CPU_PERCENT: u32 = 50;
-use crate::report::Row;
-use crate::scenarios::{Bench, verify_request, verify_with};
 
 /// Calls of one kind made while the overload ran: answered, refused by shedding.
 #[derive(Default)]

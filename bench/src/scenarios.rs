@@ -74,20 +74,21 @@ impl Bench {
         with_cpu(server_pid, &self.redis.socket(), requests, load)
     }
 
-    /// `run` while `perf` samples process `pid`; with what it returns, a row saying where that
-    /// process's CPU went.
-    pub(crate) fn profiled<T>(
+    /// [`Bench::with_cpu`] for `load` while `perf` samples process `pid`; with the measurement,
+    /// a row saying where that process's CPU went.
+    pub(crate) fn profiled(
         &self,
         pid: u32,
+        requests: usize,
         what: &str,
-        run: impl FnOnce() -> anyhow::Result<T>,
-    ) -> anyhow::Result<(T, Row)> {
+        load: impl FnOnce() -> anyhow::Result<Measured>,
+    ) -> anyhow::Result<(Measured, Row)> {
         let profile = crate::profile::Profile::start(pid, &self.data_dir, "run");
-        let result = run()?;
+        let measured = self.with_cpu(pid, requests, load)?;
         let line = profile
             .and_then(crate::profile::Profile::finish)
             .unwrap_or_else(|| "not profiled: perf is not installed or may not sample".into());
-        Ok((result, Row::fact(&format!("where the CPU goes: {what}"), line, "", None)))
+        Ok((measured, Row::fact(&format!("where the CPU goes: {what}"), line, "", None)))
     }
 
     pub(crate) fn saturating_load(&self) -> String {
@@ -139,10 +140,8 @@ impl Bench {
         })?;
         let anchor_channels = self.runtime.block_on(connect(verify_anchor.address, options.connections))?;
         let anchor_codes = self.codes.make(requests)?;
-        let (anchor_own, anchor_profile) = self.profiled(verify_anchor.pid(), "verify anchor", || {
-            self.with_cpu(verify_anchor.pid(), requests, || {
-                self.runtime.block_on(own_load(&anchor_channels, in_flight, requests, verify_with(anchor_codes, false)))
-            })
+        let (anchor_own, anchor_profile) = self.profiled(verify_anchor.pid(), requests, "verify anchor", || {
+            self.runtime.block_on(own_load(&anchor_channels, in_flight, requests, verify_with(anchor_codes, false)))
         })?;
         drop(anchor_channels);
         check_anchor(verify_anchor, 2 * requests)?;
@@ -153,10 +152,8 @@ impl Bench {
         // Distinct codes, each consumed, its usage recorded and the live status returned.
         let codes = self.codes.make(requests)?;
         let (evalsha_before, commands_before) = (self.stat("evalsha"), self.total_commands());
-        let (verify, verify_profile) = self.profiled(self.service.pid, "liangma VerifyCode", || {
-            self.with_cpu(self.service.pid, requests, || {
-                self.runtime.block_on(own_load(&self.service_channels, in_flight, requests, verify_with(codes, true)))
-            })
+        let (verify, verify_profile) = self.profiled(self.service.pid, requests, "liangma VerifyCode", || {
+            self.runtime.block_on(own_load(&self.service_channels, in_flight, requests, verify_with(codes, true)))
         })?;
         let evalsha = (self.stat("evalsha") - evalsha_before) as f64 / requests as f64;
         let commands = (self.total_commands() - commands_before) as f64 / requests as f64;
@@ -223,9 +220,10 @@ impl Bench {
         let code = self.codes.make(1)?[0].clone();
         let get_sign =
             Anchor::start(&self.anchor_binary, &["get-sign", &redis_url, pem.to_str().context("key path")?, &code])?;
-        let (get_anchor, get_anchor_profile) = self.profiled(get_sign.pid(), "issue anchor (GET + sign)", || {
-            self.with_cpu(get_sign.pid(), requests, || h2load(get_sign.address, ISSUE, &request, &options, requests))
-        })?;
+        let (get_anchor, get_anchor_profile) =
+            self.profiled(get_sign.pid(), requests, "issue anchor (GET + sign)", || {
+                h2load(get_sign.address, ISSUE, &request, &options, requests)
+            })?;
         // With a QR PNG, as a member's app asks: fewer requests, each renders.
         let png_request = Self::issue_request(pb::QrFormat::Png, true);
         let png_requests = (requests / 4).max(1000);
@@ -236,11 +234,10 @@ impl Bench {
         // Every issued code stores its issued mark with a SETEX (in the registry read's round
         // trip), and its digits with a SET: the counts prove every answer was an issuance.
         let marks_before = self.stat("setex");
-        let (issue, issue_profile) = self.profiled(self.service.pid, "liangma IssueCode, no QR, no digits", || {
-            self.with_cpu(self.service.pid, requests, || {
+        let (issue, issue_profile) =
+            self.profiled(self.service.pid, requests, "liangma IssueCode, no QR, no digits", || {
                 h2load(self.service.address, ISSUE, &request, &options, requests)
-            })
-        })?;
+            })?;
         ensure!(self.stat("setex") - marks_before == requests as u64, "not every IssueCode issued a code");
         let digits_request = Self::issue_request(pb::QrFormat::None, true);
         let digits_before = self.stat("set");
@@ -268,10 +265,8 @@ impl Bench {
             .against(&get_anchor)
             .target("≥ 0.8× the GET + sign anchor", with_digits.per_second >= 0.8 * get_anchor.per_second),
         );
-        let (png, png_profile) = self.profiled(self.service.pid, "liangma IssueCode with PNG", || {
-            self.with_cpu(self.service.pid, png_requests, || {
-                h2load(self.service.address, ISSUE, &png_request, &options, png_requests)
-            })
+        let (png, png_profile) = self.profiled(self.service.pid, png_requests, "liangma IssueCode with PNG", || {
+            h2load(self.service.address, ISSUE, &png_request, &options, png_requests)
         })?;
         self.rows.push(Row::new("anchor: tonic + Redis GET + sign + QR PNG", format!("h2load {load}"), png_anchor));
         self.rows.push(
@@ -370,11 +365,10 @@ impl Bench {
         })?;
         ensure!(self.stat("evalsha") - evalsha_before == requests as u64, "not every LookupStatus read the registry");
         let in_flight = Pace::InFlight(options.in_flight());
-        let (saturated_own, lookup_profile) = self.profiled(self.service.pid, "liangma LookupStatus", || {
-            self.with_cpu(self.service.pid, requests, || {
+        let (saturated_own, lookup_profile) =
+            self.profiled(self.service.pid, requests, "liangma LookupStatus", || {
                 self.runtime.block_on(own_load(&self.service_channels, in_flight, requests, lookup.clone()))
-            })
-        })?;
+            })?;
         let half = saturated_own.per_second / 2.0;
         let count = ((half * 8.0) as usize).max(1000);
         let at_half = self.with_cpu(self.service.pid, count, || {

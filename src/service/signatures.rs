@@ -109,32 +109,19 @@ impl SignatureBatcher {
     }
 }
 
+/// Answers every check of `batch`: with one batch equation when there are several (each checked
+/// alone if it fails, to find the bad ones), with `verify_strict` when alone.
 fn verify_all(batch: Vec<Pending>) {
-    if batch.is_empty() {
-        return;
-    }
-    if let [one] = batch.as_slice() {
-        crate::metrics::signature_batch(1, false);
-        let verified = one.key.verify_strict(&one.message, &one.signature).is_ok();
-        if let Some(one) = batch.into_iter().next() {
-            let _ = one.answer.send(verified);
-        }
-        return;
-    }
-    let messages: Vec<&[u8]> = batch.iter().map(|pending| pending.message.as_slice()).collect();
-    let signatures: Vec<Signature> = batch.iter().map(|pending| pending.signature).collect();
-    let keys: Vec<VerifyingKey> = batch.iter().map(|pending| pending.key).collect();
-    let passed = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-    crate::metrics::signature_batch(batch.len(), !passed);
-    if passed {
-        for pending in batch {
-            let _ = pending.answer.send(true);
-        }
-        return;
-    }
-    // At least one is bad: find which, one by one.
+    let together = batch.len() > 1;
+    let passed = together && {
+        let messages: Vec<&[u8]> = batch.iter().map(|pending| pending.message.as_slice()).collect();
+        let signatures: Vec<Signature> = batch.iter().map(|pending| pending.signature).collect();
+        let keys: Vec<VerifyingKey> = batch.iter().map(|pending| pending.key).collect();
+        ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+    };
+    crate::metrics::signature_batch(batch.len(), together && !passed);
     for pending in batch {
-        let verified = pending.key.verify_strict(&pending.message, &pending.signature).is_ok();
+        let verified = passed || pending.key.verify_strict(&pending.message, &pending.signature).is_ok();
         let _ = pending.answer.send(verified);
     }
 }
