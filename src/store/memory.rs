@@ -198,10 +198,12 @@ impl CodeStore for MemoryStore {
         &self,
         subject: Subject,
         code_id: CodeId,
-        at: Timestamp,
+        // The revocation's time goes into Redis's state for trimming; this store keeps time by
+        // its own clock, the service's.
+        _at: Timestamp,
         ttl_seconds: u64,
     ) -> Result<bool, StoreError> {
-        let now = at;
+        let now = self.clock.now();
         let until = self.deadline(ttl_seconds);
         let mut state = self.state();
         if state.issued.get(&(subject, code_id)).is_none_or(|until| now >= *until) {

@@ -148,6 +148,16 @@ impl Monitor {
             .filter_map(|line| line.split_once("] ").map(|(_, command)| command.to_owned()))
             .collect()
     }
+
+    /// The names of the clients' commands in order, without the health checks' `PING`s.
+    pub fn command_names(self) -> Vec<String> {
+        self.client_commands()
+            .iter()
+            .filter_map(|command| command.split('"').nth(1))
+            .filter(|name| *name != "PING")
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 impl Drop for RedisServer {
