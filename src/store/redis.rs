@@ -57,11 +57,17 @@ fn unavailable(error: RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-/// A member's used-codes hash is trimmed once the hot path sees it this much past
-/// [`USAGE_ENTRIES_KEPT`] fields: a trim brings it back to that many, so it runs once per 50 uses
-/// of such a member (every use only while more of the member's codes than that were used in the
-/// last two days).
-const USED_FIELDS_TRIMMED_AT: usize = USAGE_ENTRIES_KEPT + 50;
+/// A member's used-codes hash is trimmed when the hot path sees it reach [`USAGE_ENTRIES_KEPT`]
+/// plus a multiple of [`USED_FIELDS_TRIM_STEP`] fields. A trim brings it back to
+/// [`USAGE_ENTRIES_KEPT`], so it runs once per 50 uses of such a member; when it cannot (more of
+/// the member's codes than that used in the last two days, none of which may go), the next try
+/// is 50 fields later, not on every use: a trim reads the whole hash.
+const USED_FIELDS_TRIM_STEP: usize = 50;
+
+/// Whether a use that left the member's used-codes hash with `fields` fields should trim it.
+fn trim_due(fields: usize) -> bool {
+    fields > USAGE_ENTRIES_KEPT && (fields - USAGE_ENTRIES_KEPT).is_multiple_of(USED_FIELDS_TRIM_STEP)
+}
 
 /// No code lives longer than this after a use or revocation (a code ends at 24:00 CST of its
 /// day, plus the clock skew): a mark older than this guards nothing and may be trimmed.
@@ -466,7 +472,7 @@ impl CodeStore for RedisStore {
         let (consumed, state, fields, live, acknowledged) = self.consume_round_trip(code_use, &used_state).await?;
         if consumed {
             self.require_replicas(acknowledged)?;
-            if fields >= USED_FIELDS_TRIMMED_AT {
+            if trim_due(fields) {
                 self.trim_used(code_use.subject, code_use.at).await;
             }
             return Ok(UseOutcome::Consumed { live: decode_record(live)? });

@@ -375,3 +375,28 @@ async fn a_verification_is_one_round_trip_of_plain_commands() {
     let scripts = server.cli(&["INFO", "commandstats"]);
     assert!(!scripts.contains("cmdstat_evalsha"), "{scripts}");
 }
+
+/// A member with more of today's codes used than the record keeps cannot be trimmed (each may
+/// still be live): the trim, which reads the whole hash, is tried at 250 fields and then every
+/// 50 more, never on every verification.
+#[tokio::test]
+async fn a_hash_that_cannot_shrink_is_not_trimmed_on_every_verification() {
+    let server = RedisServer::start();
+    let store = redis_store(&server).await;
+    let member = subject(17);
+    let uses = USAGE_ENTRIES_KEPT + 120;
+    for code in 0..uses {
+        let mut id = [0; 12];
+        id[..2].copy_from_slice(&(code as u16).to_be_bytes());
+        let outcome =
+            store.consume(&CodeUse { code_id: CodeId::from_bytes(id), ..code_use(member, 0, "440300", None) }).await;
+        assert!(matches!(outcome, Ok(UseOutcome::Consumed { .. })), "{code}: {outcome:?}");
+    }
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let trims = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls=")?.split(',').next()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    assert_eq!(trims, 2, "tried at 250 and 300 fields only: {stats}");
+    assert_eq!(server.cli(&["HLEN", &format!("contract:{{{}}}:used", member.storage_key())]).trim(), uses.to_string());
+}
