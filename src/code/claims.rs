@@ -25,7 +25,15 @@ impl CentreCode {
 
 impl fmt::Display for CentreCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:06}", self.0)
+        // Six digits by construction; written by hand because every storage key and log line
+        // of every call carries one, and `{:06}` costs the formatting machinery.
+        let mut digits = [b'0'; 6];
+        let mut rest = self.0;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        f.pad(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -154,8 +162,20 @@ impl CodeId {
 
 impl fmt::Display for CodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        write_hex(f, &self.0)
     }
+}
+
+/// Writes `bytes` in lowercase hex without allocating: code ids and subject references are
+/// written into keys, states and ids on every verification.
+pub(crate) fn write_hex(out: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
+    let mut buffer = [0u8; 64];
+    for chunk in bytes.chunks(buffer.len() / 2) {
+        let digits = &mut buffer[..2 * chunk.len()];
+        hex::encode_to_slice(chunk, digits).map_err(|_| fmt::Error)?;
+        out.write_str(std::str::from_utf8(digits).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for CodeId {
@@ -194,7 +214,14 @@ impl SubjectRef {
 
     /// The whole reference in hex; for storage keys, never for display.
     pub fn to_full_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut text = String::with_capacity(2 * SUBJECT_REF_LEN);
+        self.write_full_hex(&mut text).expect("a String takes every write");
+        text
+    }
+
+    /// [`SubjectRef::to_full_hex`] written into `out`.
+    pub fn write_full_hex(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        write_hex(out, &self.0)
     }
 }
 

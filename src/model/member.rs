@@ -82,8 +82,19 @@ pub struct Subject {
 impl Subject {
     /// Storage key of the subject: every key of one member shares it, so that one atomic
     /// operation touches one Redis Cluster slot.
-    pub fn storage_key(&self) -> String {
-        format!("{}:{}", self.centre, self.reference.to_full_hex())
+    pub fn storage_key(&self) -> StorageKey {
+        StorageKey(*self)
+    }
+}
+
+/// [`Subject::storage_key`]: `<centre>:<reference in hex>`, written where it is needed.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageKey(Subject);
+
+impl std::fmt::Display for StorageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:", self.0.centre)?;
+        self.0.reference.write_full_hex(f)
     }
 }
 

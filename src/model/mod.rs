@@ -6,6 +6,6 @@ mod publish;
 mod verdict;
 
 pub use code_state::{CodeUse, DeferredUse, Granted, RequestId, UsageEntry, UseOutcome};
-pub use member::{IdNumber, IdNumberError, RegistryRecord, Subject};
+pub use member::{IdNumber, IdNumberError, RegistryRecord, StorageKey, Subject};
 pub use publish::{PublishCounts, PublishOutcome, PublishRejection};
 pub use verdict::{PreviousUse, UnknownVerdict, Verdict};

@@ -1,5 +1,7 @@
 //! The opaque verification id a VALID verification returns: where its lookup grant is stored and the grant's secret.
 
+use std::fmt::Write;
+
 use crate::code::{CentreCode, CodeId, SubjectRef};
 use crate::model::Subject;
 
@@ -23,12 +25,19 @@ pub(super) fn new_verification_id(subject: Subject, code_id: CodeId) -> Result<(
     Ok((verification_id_of(subject, code_id, &grant), grant))
 }
 
+/// Hex digits of a verification id: centre (8), subject reference (24), code id (24), grant (32).
+const VERIFICATION_ID_LEN: usize = 8 + 24 + 24 + 32;
+
 pub(super) fn verification_id_of(subject: Subject, code_id: CodeId, grant: &str) -> String {
-    format!("{:08x}{}{code_id}{grant}", subject.centre.get(), subject.reference.to_full_hex())
+    let mut id = String::with_capacity(VERIFICATION_ID_LEN);
+    write!(id, "{:08x}", subject.centre.get()).expect("a String takes every write");
+    subject.reference.write_full_hex(&mut id).expect("a String takes every write");
+    write!(id, "{code_id}{grant}").expect("a String takes every write");
+    id
 }
 
 pub(super) fn parse_verification_id(id: &str) -> Option<VerificationRef> {
-    if id.len() != 8 + 24 + 24 + 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if id.len() != VERIFICATION_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let centre = CentreCode::new(u32::from_str_radix(&id[..8], 16).ok()?)?;

@@ -1,5 +1,6 @@
 //! Redis store (one server, a Redis Cluster or a Sentinel-watched master): keys hashed by member, Lua scripts for every multi-key step, one round trip each.
 
+use std::fmt::Write;
 use std::future::Future;
 use std::time::Duration;
 
@@ -129,7 +130,7 @@ impl RedisStore {
     }
 
     fn subject_key(&self, subject: Subject, suffix: impl std::fmt::Display) -> String {
-        format!("{}:{{{}}}:{suffix}", self.prefix, subject.storage_key())
+        sized(self.prefix.len() + 64, format_args!("{}:{{{}}}:{suffix}", self.prefix, subject.storage_key()))
     }
 
     /// The member's used-codes hash: code id -> used state (or revoked state).
@@ -210,6 +211,14 @@ impl<'a> Fields<'a> {
             registry_version,
         })
     }
+}
+
+/// `args` written into a String of `capacity`: `format!` starts small and grows by copying,
+/// several times for a key or a used state, on every verification.
+fn sized(capacity: usize, args: std::fmt::Arguments<'_>) -> String {
+    let mut text = String::with_capacity(capacity);
+    text.write_fmt(args).expect("a String takes every write");
+    text
 }
 
 /// A registry record as Redis keeps it, one string per member (a third of the memory of a JSON
@@ -460,14 +469,17 @@ impl RedisStore {
 
 impl CodeStore for RedisStore {
     async fn consume(&self, code_use: &CodeUse) -> Result<UseOutcome, StoreError> {
-        let used_state = format!(
-            "{}|{}|{}|{}|{}|{}",
-            code_use.centre,
-            code_use.request_id.as_ref().map_or("", |id| id.as_str()),
-            code_use.at.unix(),
-            code_use.purpose.as_str(),
-            code_use.grant,
-            StoredStatus(&code_use.claims)
+        let used_state = sized(
+            192,
+            format_args!(
+                "{}|{}|{}|{}|{}|{}",
+                code_use.centre,
+                code_use.request_id.as_ref().map_or("", |id| id.as_str()),
+                code_use.at.unix(),
+                code_use.purpose.as_str(),
+                code_use.grant,
+                StoredStatus(&code_use.claims)
+            ),
         );
         let (consumed, state, fields, live, acknowledged) = self.consume_round_trip(code_use, &used_state).await?;
         if consumed {
