@@ -14,6 +14,7 @@ pub mod config;
 pub mod federation;
 pub mod grpc;
 pub mod issue;
+pub mod json_log;
 pub mod loan;
 pub mod logging;
 pub mod metrics;

@@ -99,7 +99,7 @@ where
     let lines = tracing_subscriber::fmt::layer().with_ansi(colour).with_writer(writer);
     let log = match format {
         LogFormat::Text => lines.with_filter(log_filter).boxed(),
-        LogFormat::Json => lines.json().with_filter(log_filter).boxed(),
+        LogFormat::Json => lines.event_format(crate::json_log::JsonLines).with_filter(log_filter).boxed(),
     };
     // A list, not an `Option` layer: an absent `Option` layer declares interest in every
     // callsite, which enabled every library's trace spans.
