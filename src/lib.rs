@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod pb;
+pub mod random;
 pub mod render;
 pub mod service;
 pub mod store;

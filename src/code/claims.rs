@@ -145,7 +145,7 @@ impl CodeId {
     /// A fresh id from the operating system's random source.
     pub fn random() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; CODE_ID_LEN];
-        getrandom::fill(&mut bytes)?;
+        crate::random::fill(&mut bytes)?;
         Ok(Self(bytes))
     }
 

@@ -47,7 +47,7 @@ impl Digits {
         let mut digits = Vec::with_capacity(DIGITS_LEN);
         let mut pool = [0u8; 32];
         while digits.len() < DIGITS_LEN - 1 {
-            getrandom::fill(&mut pool)?;
+            crate::random::fill(&mut pool)?;
             // Bytes of 250 and above are dropped so that every digit is equally likely.
             digits.extend(pool.iter().filter(|byte| **byte < 250).map(|byte| b'0' + byte % 10));
             digits.truncate(DIGITS_LEN - 1);

@@ -25,7 +25,7 @@ impl RequestId {
     /// A fresh random id (32 hex digits).
     pub fn random() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)?;
+        crate::random::fill(&mut bytes)?;
         Ok(Self(hex::encode(bytes)))
     }
 

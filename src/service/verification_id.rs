@@ -20,7 +20,7 @@ pub(super) struct VerificationRef {
 /// storage key, so it lives in the member's Redis slot, and the code id) and 16 random bytes.
 pub(super) fn new_verification_id(subject: Subject, code_id: CodeId) -> Result<(String, String), ServiceError> {
     let mut secret = [0u8; 16];
-    getrandom::fill(&mut secret).map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
+    crate::random::fill(&mut secret).map_err(|e| ServiceError::Internal(format!("random source: {e}")))?;
     let grant = hex::encode(secret);
     Ok((verification_id_of(subject, code_id, &grant), grant))
 }
