@@ -11,6 +11,11 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::LogFormat;
 
+/// How long the writer lets lines gather after writing more than one: lines reach the log at
+/// most this much later, and at 50,000 calls per second that is 100 of the 16,384 lines
+/// `log_queue_lines` queues by default.
+const GATHER_UNDER_LOAD: Duration = Duration::from_millis(2);
+
 enum Message {
     Line(Vec<u8>),
     /// Write what is queued, flush, and stop.
@@ -77,18 +82,26 @@ pub fn start(
     std::thread::Builder::new().name("liangma-log".into()).spawn(move || {
         // Batched: a write per line would be a system call per verification (docs/performance.md).
         let mut output = io::BufWriter::with_capacity(64 * 1024, output);
-        for message in receiver.iter() {
-            let line = match message {
-                Message::Line(line) => line,
-                Message::Finish => break,
-            };
-            let lost = counter.swap(0, Ordering::Relaxed);
-            if lost > 0 {
-                let _ = output.write_all(dropped_notice(lost, format).as_bytes());
+        // Parks when idle, so a lone line is written at once.
+        'lines: while let Ok(first) = receiver.recv() {
+            let mut lines = 0;
+            for message in std::iter::once(first).chain(receiver.try_iter()) {
+                let line = match message {
+                    Message::Line(line) => line,
+                    Message::Finish => break 'lines,
+                };
+                let lost = counter.swap(0, Ordering::Relaxed);
+                if lost > 0 {
+                    let _ = output.write_all(dropped_notice(lost, format).as_bytes());
+                }
+                let _ = output.write_all(&line);
+                lines += 1;
             }
-            let _ = output.write_all(&line);
-            if receiver.is_empty() {
-                let _ = output.flush();
+            let _ = output.flush();
+            // Under load, let the next lines gather instead of waking for each: writing as they
+            // came cost an issuance 0.63 writes and 0.54 scheduler yields (strace).
+            if lines > 1 {
+                std::thread::sleep(GATHER_UNDER_LOAD);
             }
         }
         let lost = counter.swap(0, Ordering::Relaxed);
