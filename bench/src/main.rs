@@ -9,6 +9,7 @@
 //! count the work the service did, and the service must log no warning or error.
 #![forbid(unsafe_code)]
 
+mod counts;
 mod federation;
 mod load;
 mod members;
@@ -53,6 +54,8 @@ pub(crate) enum Scenario {
     Replicas,
     /// VerifyCode with Redis appendfsync everysec against always.
     Durability,
+    /// Instructions per IssueCode under callgrind against the GET + sign anchor.
+    Counts,
 }
 
 /// Options of a run.
@@ -145,6 +148,9 @@ fn main() -> anyhow::Result<()> {
     }
     if options.runs(Scenario::Durability) {
         bench.durability()?;
+    }
+    if options.runs(Scenario::Counts) {
+        bench.counts()?;
     }
     let problems = bench.service.problems();
     ensure!(problems == 0, "liangma logged {problems} warnings or errors during the run");

@@ -64,19 +64,23 @@ impl Service {
         config: &str,
         cpus: Option<&str>,
     ) -> anyhow::Result<Self> {
+        let pinned = cpus.map(|cpus| vec!["taskset", "-c", cpus]).unwrap_or_default();
+        Self::start_under(&pinned, binary, data_dir, redis_url, config)
+    }
+
+    /// `liangma serve` run by `wrapper` (e.g. `taskset -c 0`, or valgrind), if not empty.
+    pub(crate) fn start_under(
+        wrapper: &[&str],
+        binary: &Path,
+        data_dir: &Path,
+        redis_url: &str,
+        config: &str,
+    ) -> anyhow::Result<Self> {
         // Read by the process at start, before this function returns: the next service may reuse it.
         let config_path = data_dir.join("bench-service.toml");
         std::fs::create_dir_all(data_dir)?;
         std::fs::write(&config_path, config)?;
-        let mut command = match cpus {
-            Some(cpus) => {
-                let mut pinned = Command::new("taskset");
-                pinned.args(["-c", cpus]).arg(binary);
-                pinned
-            }
-            None => Command::new(binary),
-        };
-        let mut child = command
+        let mut child = wrapped(wrapper, binary)
             .arg("serve")
             .env("LIANGMA_CONFIG", &config_path)
             .env("LIANGMA_LISTEN", "127.0.0.1:0")
@@ -113,6 +117,18 @@ impl Service {
 
     pub(crate) fn problems(&self) -> u64 {
         self.problems.load(Ordering::Relaxed)
+    }
+}
+
+/// A command running `binary` under `wrapper`'s program and arguments, or directly.
+fn wrapped(wrapper: &[&str], binary: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((program, arguments)) => {
+            let mut command = Command::new(program);
+            command.args(arguments).arg(binary);
+            command
+        }
+        None => Command::new(binary),
     }
 }
 
@@ -190,7 +206,12 @@ pub(crate) struct Anchor {
 
 impl Anchor {
     pub(crate) fn start(binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
+        Self::start_under(&[], binary, args)
+    }
+
+    /// [`Anchor::start`] run by `wrapper` (e.g. valgrind), if not empty.
+    pub(crate) fn start_under(wrapper: &[&str], binary: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = wrapped(wrapper, binary)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
