@@ -1,4 +1,4 @@
-//! Instructions per IssueCode under callgrind, liangma against its GET + sign anchor: a count that does not move with the machine's noise, unlike the throughput rows.
+//! Instructions per IssueCode and per VerifyCode under callgrind, liangma against its anchors: counts that do not move with the machine's noise, unlike the throughput rows.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,10 +8,10 @@ use anyhow::{Context, ensure};
 use liangma::pb::v1 as pb;
 
 use crate::Options;
-use crate::load::h2load;
+use crate::load::{Pace, connect, h2load, own_load};
 use crate::processes::{Anchor, Service};
 use crate::report::Row;
-use crate::scenarios::{Bench, ISSUE, check_anchor};
+use crate::scenarios::{Bench, ISSUE, check_anchor, verify_with};
 
 /// Calls before the count starts: connections, caches and the allocator settle.
 const WARM_UP_CALLS: usize = 500;
@@ -64,6 +64,38 @@ impl Bench {
             liangma_count / anchor_count
         );
         self.rows.push(Row::fact(WHAT, line, "reported: the throughput rows' noise-free companion", None));
+        self.verify_counts(&folder, &service)
+    }
+
+    /// VerifyCode through the own generator (single-use codes), 32 in flight, against tonic +
+    /// `verify_strict` + Redis GET. liangma's count moves by a few percent with how the calls
+    /// happen to fall into signature batches.
+    fn verify_counts(&mut self, folder: &Path, service: &Service) -> anyhow::Result<()> {
+        const WHAT: &str = "instructions per VerifyCode (callgrind; own generator, 4 connections, 32 in flight)";
+        let (codes, runtime) = (&self.codes, &self.runtime);
+        let load = |address| {
+            let channels = runtime.block_on(connect(address, 4))?;
+            anyhow::Ok(move |calls| {
+                let fresh = codes.make(calls)?;
+                runtime.block_on(own_load(&channels, Pace::InFlight(32), calls, verify_with(fresh, false)))?;
+                anyhow::Ok(())
+            })
+        };
+        let anchor_file = folder.join("verify-anchor");
+        let anchor_code = self.codes.make(1)?[0].clone();
+        let arguments = ["verify-get", &self.redis.url(), &anchor_code, &self.codes.public_key_hex];
+        let wrapper = callgrind(&anchor_file);
+        let anchor = Anchor::start_under(&wrapper.each_ref().map(String::as_str), &self.anchor_binary, &arguments)?;
+        let anchor_count = count(anchor.pid(), &anchor_file, load(anchor.address)?)?;
+        check_anchor(anchor, WARM_UP_CALLS + COUNTED_CALLS)?;
+        let liangma_file = folder.join("liangma");
+        // The service started for IssueCode is still under callgrind: its next dump is `.2`.
+        let liangma_count = count_dump(service.pid, &liangma_file, 2, load(service.address)?)?;
+        let line = format!(
+            "liangma {liangma_count:.0}, anchor (tonic + verify_strict + Redis GET) {anchor_count:.0}: {:.2}× the anchor's",
+            liangma_count / anchor_count
+        );
+        self.rows.push(Row::fact(WHAT, line, "reported: the throughput rows' noise-free companion", None));
         Ok(())
     }
 }
@@ -80,11 +112,16 @@ fn callgrind(file: &Path) -> [String; 4] {
 /// Instructions per call of the server `pid` over [`COUNTED_CALLS`] calls of `load`, after
 /// [`WARM_UP_CALLS`]: the counts are zeroed before and dumped after (`callgrind_control`).
 fn count(pid: u32, file: &Path, load: impl Fn(usize) -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    count_dump(pid, file, 1, load)
+}
+
+/// [`count`] for a process that already dumped `dump - 1` times.
+fn count_dump(pid: u32, file: &Path, dump: u32, load: impl Fn(usize) -> anyhow::Result<()>) -> anyhow::Result<f64> {
     load(WARM_UP_CALLS)?;
     control(pid, "--zero")?;
     load(COUNTED_CALLS)?;
     control(pid, "--dump")?;
-    let dump = PathBuf::from(format!("{}.1", file.display()));
+    let dump = PathBuf::from(format!("{}.{dump}", file.display()));
     let started = Instant::now();
     loop {
         let text = std::fs::read_to_string(&dump).unwrap_or_default();
