@@ -19,8 +19,9 @@ const WARM_UP_CALLS: usize = 500;
 const COUNTED_CALLS: usize = 2_000;
 
 impl Bench {
-    /// IssueCode without QR and digits, as in the issue rows, each server under callgrind in
-    /// turn: instructions per call (user space only: the kernel's share is not counted).
+    /// IssueCode without QR and digits, as in the issue rows, then VerifyCode, each server under
+    /// callgrind in turn: instructions per call (user space only: the kernel's share is not
+    /// counted).
     pub(crate) fn counts(&mut self) -> anyhow::Result<()> {
         const WHAT: &str =
             "instructions per IssueCode, no QR, no digits (callgrind; h2load 4×8; the kernel not counted)";
@@ -68,8 +69,8 @@ impl Bench {
     }
 
     /// VerifyCode through the own generator (single-use codes), 32 in flight, against tonic +
-    /// `verify_strict` + Redis GET. liangma's count moves by a few percent with how the calls
-    /// happen to fall into signature batches.
+    /// `verify_strict` + Redis GET. liangma's count moves by about 1% with how the calls happen
+    /// to fall into signature batches.
     fn verify_counts(&mut self, folder: &Path, service: &Service) -> anyhow::Result<()> {
         const WHAT: &str = "instructions per VerifyCode (callgrind; own generator, 4 connections, 32 in flight)";
         let (codes, runtime) = (&self.codes, &self.runtime);
