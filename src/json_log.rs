@@ -37,8 +37,9 @@ where
     }
 }
 
-/// `2026-11-27T09:50:27.481147Z`: UTC with microseconds, as tracing-subscriber writes it.
-fn write_timestamp(out: &mut impl Write, now: SystemTime) -> fmt::Result {
+/// `2026-11-27T09:50:27.481147Z`: UTC with microseconds, as tracing-subscriber writes it (in
+/// both formats).
+pub(crate) fn write_timestamp(out: &mut impl Write, now: SystemTime) -> fmt::Result {
     let now = time::OffsetDateTime::from(now);
     let (hour, minute, second, micros) = now.to_hms_micro();
     let mut text = *b"0000-00-00T00:00:00.000000Z";

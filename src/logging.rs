@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::config::LogFormat;
 
@@ -90,10 +88,7 @@ pub fn start(
                     Message::Line(line) => line,
                     Message::Finish => break 'lines,
                 };
-                let lost = counter.swap(0, Ordering::Relaxed);
-                if lost > 0 {
-                    let _ = output.write_all(dropped_notice(lost, format).as_bytes());
-                }
+                report_dropped(&mut output, &counter, format);
                 let _ = output.write_all(&line);
                 lines += 1;
             }
@@ -104,19 +99,25 @@ pub fn start(
                 std::thread::sleep(GATHER_UNDER_LOAD);
             }
         }
-        let lost = counter.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            let _ = output.write_all(dropped_notice(lost, format).as_bytes());
-        }
+        report_dropped(&mut output, &counter, format);
         let _ = output.flush();
         let _ = done_sender.send(());
     })?;
     Ok((LogQueue { sender: sender.clone(), dropped }, FlushOnDrop { sender, done }))
 }
 
-/// The line that reports lost lines, in the format of the other lines.
+/// Writes the line reporting lines lost since the last report, if any were.
+fn report_dropped(output: &mut impl Write, counter: &AtomicU64, format: LogFormat) {
+    let lost = counter.swap(0, Ordering::Relaxed);
+    if lost > 0 {
+        let _ = output.write_all(dropped_notice(lost, format).as_bytes());
+    }
+}
+
+/// The line that reports lost lines, in the format of the other lines (their timestamp too).
 fn dropped_notice(count: u64, format: LogFormat) -> String {
-    let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+    let mut now = String::new();
+    let _ = crate::json_log::write_timestamp(&mut now, std::time::SystemTime::now());
     let message = "log lines dropped: the log output was slower than the service";
     match format {
         LogFormat::Text => format!("{now}  WARN liangma::logging: {message} dropped={count}\n"),
