@@ -296,6 +296,9 @@ pub struct LimitsConfig {
     pub code_lifetime_secs: u32,
     /// Grace period for in-flight calls at shutdown, seconds. Default 10.
     pub shutdown_grace_secs: u64,
+    /// Serving threads, each a single-threaded runtime that serves whole connections with a
+    /// Redis connection of its own; 0 (the default) = one per CPU.
+    pub serving_threads: usize,
     /// QR images rendered at once on the blocking pool. Default: the number of CPUs.
     pub qr_render_concurrency: usize,
     /// Verifications (with loan evaluations, lookups and other nodes' consumptions) running at
@@ -370,6 +373,7 @@ impl Default for LimitsConfig {
             max_version_step: 1 << 36,
             code_lifetime_secs: 86_400,
             shutdown_grace_secs: 10,
+            serving_threads: 0,
             qr_render_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
             verify_concurrency: 2048,
             issue_concurrency: 512,
@@ -635,6 +639,7 @@ impl Config {
             timeout: Duration::from_millis(store.timeout_ms),
             usage_retention: self.usage_retention(),
             used_mark_replicas: store.used_mark_replicas,
+            lanes: crate::lanes::resolve(self.limits.serving_threads),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod grpc;
 pub mod issue;
 pub mod json_log;
+pub mod lanes;
 pub mod loan;
 pub mod logging;
 pub mod metrics;

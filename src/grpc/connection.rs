@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Limits of the listener; see [`crate::config::LimitsConfig`] for each one's meaning and default.
@@ -32,26 +33,56 @@ const PREFACE_LEN: usize = 24;
 /// Longest pause between accept attempts after repeated failures.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Accepts on `listener` within `limits` and yields connections that sent their HTTP/2
-/// preface in time. The accept loop ends (closing the listener) when the stream is dropped.
-pub fn incoming(listener: TcpListener, limits: ConnectionLimits) -> ReceiverStream<io::Result<LimitedConnection>> {
-    let (sender, receiver) = mpsc::channel(64);
-    tokio::spawn(accept_loop(listener, limits, sender));
-    ReceiverStream::new(receiver)
+/// A connection past the limits and its HTTP/2 preface, on its way to a lane. It travels as
+/// a standard socket: a tokio socket belongs to the runtime that registered it, and the lane's
+/// own runtime must drive it.
+#[derive(Debug)]
+pub struct Accepted {
+    stream: std::net::TcpStream,
+    permit: OwnedSemaphorePermit,
 }
 
-async fn accept_loop(
+impl Accepted {
+    /// The connection, registered with the runtime of the calling thread.
+    fn into_connection(self, idle_timeout: Duration) -> io::Result<LimitedConnection> {
+        Ok(LimitedConnection::new(TcpStream::from_std(self.stream)?, self.permit, idle_timeout))
+    }
+}
+
+/// Accepts on `listener` within `limits` and hands the connections that sent their HTTP/2
+/// preface in time to `lanes` streams in turn. Each stream, polled on its lane's runtime,
+/// yields connections of that runtime. The accept loop ends (closing the listener) when every
+/// stream is dropped.
+pub fn incoming(
     listener: TcpListener,
     limits: ConnectionLimits,
-    sender: mpsc::Sender<io::Result<LimitedConnection>>,
-) {
+    lanes: usize,
+) -> Vec<impl Stream<Item = io::Result<LimitedConnection>> + Send + 'static> {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes.max(1)).map(|_| mpsc::channel::<Accepted>(64)).unzip();
+    let idle_timeout = limits.idle_timeout;
+    tokio::spawn(accept_loop(listener, limits, senders.into()));
+    receivers
+        .into_iter()
+        .map(|receiver| ReceiverStream::new(receiver).map(move |accepted| accepted.into_connection(idle_timeout)))
+        .collect()
+}
+
+/// Returns once every lane has dropped its stream.
+async fn all_closed(lanes: &[mpsc::Sender<Accepted>]) {
+    for lane in lanes {
+        lane.closed().await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, limits: ConnectionLimits, lanes: Arc<[mpsc::Sender<Accepted>]>) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut backoff = Duration::ZERO;
     let mut refused_since_warning = 0u64;
     let mut last_warning: Option<Instant> = None;
+    let mut accepted_count = 0usize;
     loop {
         let accepted = tokio::select! {
-            () = sender.closed() => return,
+            () = all_closed(&lanes) => return,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -68,7 +99,7 @@ async fn accept_loop(
                     last_warning = Some(Instant::now());
                 }
                 tokio::select! {
-                    () = sender.closed() => return,
+                    () = all_closed(&lanes) => return,
                     () = tokio::time::sleep(backoff) => continue,
                 }
             }
@@ -93,15 +124,19 @@ async fn accept_loop(
             tracing::debug!(%error, "setting socket options failed; closing the connection");
             continue;
         }
-        let sender = sender.clone();
-        let limits = limits.clone();
+        // In turn, so that many connections spread evenly over the lanes.
+        let lane = lanes[accepted_count % lanes.len()].clone();
+        accepted_count = accepted_count.wrapping_add(1);
+        let handshake_timeout = limits.handshake_timeout;
         tokio::spawn(async move {
             // A client that does not speak within the deadline never reaches the HTTP/2 server.
-            match tokio::time::timeout(limits.handshake_timeout, preface_arrived(&stream)).await {
-                Ok(true) => {
-                    let connection = LimitedConnection::new(stream, permit, limits.idle_timeout);
-                    let _ = sender.send(Ok(connection)).await;
-                }
+            match tokio::time::timeout(handshake_timeout, preface_arrived(&stream)).await {
+                Ok(true) => match stream.into_std() {
+                    Ok(stream) => {
+                        let _ = lane.send(Accepted { stream, permit }).await;
+                    }
+                    Err(error) => tracing::debug!(%error, "handing the connection to its lane failed; closed"),
+                },
                 Ok(false) => {}
                 Err(_) => tracing::debug!("no HTTP/2 preface within the handshake timeout; connection closed"),
             }

@@ -57,6 +57,8 @@ pub struct ServerSettings {
     pub class_limits: overload::ClassLimits,
     /// Digit lookups a caller may make per minute.
     pub digits_per_minute: u32,
+    /// Serving threads ([`crate::lanes`]); 0 = one per CPU.
+    pub serving_threads: usize,
 }
 
 impl ServerSettings {
@@ -85,6 +87,7 @@ impl ServerSettings {
                 publish: limits.publish_concurrency,
             },
             digits_per_minute: limits.digits_per_minute,
+            serving_threads: limits.serving_threads,
         }
     }
 }
@@ -117,26 +120,22 @@ const NEED_THE_STORE: [&str; 8] = [
 
 /// Serves on `listener` until `shutdown` completes; then reports NOT_SERVING on the health
 /// service, stops accepting, and gives in-flight calls `shutdown_grace` to finish.
+///
+/// Connections are served on [`crate::lanes`]: `serving_threads` threads, each running a
+/// single-threaded runtime with the whole server, to which the accept loop (on the calling
+/// runtime) hands connections in turn. A call then runs start to finish on one thread, Redis
+/// included, with no wake-ups across threads: on a two-core machine this halved the transport's
+/// CPU per call against one work-stealing runtime (docs/performance.md).
 pub async fn serve<S: Store>(
     service: Arc<Liangma<S>>,
     listener: TcpListener,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let limit = settings.max_message_bytes;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let health_service = health_service.max_decoding_message_size(limit);
+) -> std::io::Result<()> {
+    let (health, _) = tonic_health::server::health_reporter();
     for name in SERVICE_NAMES.iter().copied().chain([""]) {
         health.set_service_status(name, ServingStatus::Serving).await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor sets are valid")
-        .max_decoding_message_size(limit);
-
-    let draining = Arc::new(tokio::sync::Notify::new());
     let stopping = Arc::new(AtomicBool::new(false));
     let monitor = tokio::spawn(watch_store(
         Arc::clone(&service),
@@ -144,78 +143,179 @@ pub async fn serve<S: Store>(
         settings.store_check_interval,
         Arc::clone(&stopping),
     ));
-    let handlers = Handlers::new(service, settings.directory.clone(), settings.tls.is_some())
-        .with_digits_limit(settings.digits_per_minute);
-    let signal = {
-        let draining = Arc::clone(&draining);
-        let health = health.clone();
-        async move {
-            shutdown.await;
+    let lane = Lane {
+        handlers: Handlers::new(service, settings.directory.clone(), settings.tls.is_some())
+            .with_digits_limit(settings.digits_per_minute),
+        health: health.clone(),
+        // One set of gates for the whole server: the limits are the node's, not a lane's.
+        overload: overload::OverloadLayer::new(settings.class_limits),
+        settings: settings.clone(),
+    };
+    let lanes = crate::lanes::resolve(settings.serving_threads);
+    let (stop, stop_seen) = tokio::sync::watch::channel(false);
+    let (cut_off, cut_off_seen) = tokio::sync::watch::channel(false);
+    let (ended, mut lane_ended) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<()>>();
+    for (index, incoming) in connection::incoming(listener, settings.connections.clone(), lanes).into_iter().enumerate()
+    {
+        let (lane, ended) = (lane.clone(), ended.clone());
+        let (mut stop_seen, mut cut_off_seen) = (stop_seen.clone(), cut_off_seen.clone());
+        let spawned = std::thread::Builder::new().name(format!("liangma-lane-{}", index + 1)).spawn(move || {
+            crate::lanes::enter(index + 1);
+            let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
+                runtime.block_on(async move {
+                    let stop = async move {
+                        let _ = stop_seen.wait_for(|stop| *stop).await;
+                    };
+                    tokio::select! {
+                        served = lane.serve(incoming, stop) => served,
+                        _ = cut_off_seen.wait_for(|cut| *cut) => Ok(()),
+                    }
+                })
+            });
+            let _ = ended.send(served);
+        });
+        if let Err(error) = spawned {
+            let _ = cut_off.send(true);
+            monitor.abort();
+            return Err(error);
+        }
+    }
+    drop(ended);
+
+    let mut running = lanes;
+    let mut outcome = Ok(());
+    tokio::select! {
+        () = shutdown => {
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
             stopping.store(true, Ordering::SeqCst);
             for name in SERVICE_NAMES.iter().copied().chain([""]) {
                 health.set_service_status(name, ServingStatus::NotServing).await;
             }
-            draining.notify_one();
+            let _ = stop.send(true);
         }
-    };
-    let mut builder = Server::builder();
-    if let Some(tls) = &settings.tls {
-        builder = builder.tls_config(tls.server_config(settings.connections.handshake_timeout))?;
+        // A lane's server ended by itself: it failed, and the node stops with it.
+        served = lane_ended.recv() => {
+            running -= 1;
+            outcome = served.unwrap_or(Ok(()));
+            let _ = cut_off.send(true);
+        }
     }
-    let server = builder
-        // Browsers speak HTTP/1.1 to a plaintext or a TLS origin alike: the pages and gRPC-web.
-        .accept_http1(true)
-        .max_concurrent_streams(settings.max_streams_per_connection)
-        .concurrency_limit_per_connection(settings.max_calls_per_connection)
-        .http2_keepalive_interval(Some(settings.http2_keepalive))
-        .http2_keepalive_timeout(Some(settings.http2_keepalive))
-        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-        // A request's data waits in the windows until its call reads it: they bound what a
-        // client can make the server hold beyond the calls themselves.
-        .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .layer(GuardLayer { request_timeout: settings.request_timeout })
-        .layer(overload::OverloadLayer::new(settings.class_limits))
-        .layer(web::WebPagesLayer)
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(
-            pb::issuer_service_server::IssuerServiceServer::new(handlers.clone()).max_decoding_message_size(limit),
-        )
-        .add_service(
-            pb::verifier_service_server::VerifierServiceServer::new(handlers.clone()).max_decoding_message_size(limit),
-        )
-        .add_service(
-            pb::registry_service_server::RegistryServiceServer::new(handlers.clone()).max_decoding_message_size(limit),
-        )
-        .add_service(
-            pb::usage_record_service_server::UsageRecordServiceServer::new(handlers.clone())
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            pb::trust_directory_service_server::TrustDirectoryServiceServer::new(handlers.clone())
-                .max_decoding_message_size(limit),
-        )
-        .add_service(pb::loan_service_server::LoanServiceServer::new(handlers.clone()).max_decoding_message_size(limit))
-        .add_service(pb::node_service_server::NodeServiceServer::new(handlers.clone()).max_decoding_message_size(limit))
-        .add_service(
-            pb::member_page_service_server::MemberPageServiceServer::new(handlers).max_decoding_message_size(limit),
-        )
-        .serve_with_incoming_shutdown(connection::incoming(listener, settings.connections), signal);
-    let served = tokio::select! {
-        result = server => result,
-        () = async {
-            draining.notified().await;
-            tokio::time::sleep(settings.shutdown_grace).await;
-        } => {
-            tracing::warn!(grace = ?settings.shutdown_grace, "drain deadline passed; closing remaining calls");
-            Ok(())
+    let deadline = tokio::time::sleep(settings.shutdown_grace);
+    tokio::pin!(deadline);
+    while running > 0 {
+        tokio::select! {
+            served = lane_ended.recv() => {
+                let Some(served) = served else { break };
+                running -= 1;
+                if outcome.is_ok() {
+                    outcome = served;
+                }
+            }
+            () = &mut deadline, if !*cut_off.borrow() => {
+                tracing::warn!(grace = ?settings.shutdown_grace, "drain deadline passed; closing remaining calls");
+                let _ = cut_off.send(true);
+            }
         }
-    };
+    }
     monitor.abort();
-    served
+    outcome
+}
+
+/// What each lane's server is made of; the parts with state are shared by all lanes.
+struct Lane<S: Store> {
+    handlers: Handlers<S>,
+    health: tonic_health::server::HealthReporter,
+    overload: overload::OverloadLayer,
+    settings: ServerSettings,
+}
+
+impl<S: Store> Clone for Lane<S> {
+    fn clone(&self) -> Self {
+        Self {
+            handlers: self.handlers.clone(),
+            health: self.health.clone(),
+            overload: self.overload.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<S: Store> Lane<S> {
+    /// The whole server on this thread's runtime, serving the connections of `incoming` until
+    /// `stop` completes and its calls have ended.
+    async fn serve(
+        self,
+        incoming: impl tokio_stream::Stream<Item = std::io::Result<connection::LimitedConnection>> + Send + 'static,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self { handlers, health, overload, settings } = self;
+        let limit = settings.max_message_bytes;
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health),
+        )
+        .max_decoding_message_size(limit);
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .expect("the embedded descriptor sets are valid")
+            .max_decoding_message_size(limit);
+        let mut builder = Server::builder();
+        if let Some(tls) = &settings.tls {
+            builder = builder
+                .tls_config(tls.server_config(settings.connections.handshake_timeout))
+                .map_err(std::io::Error::other)?;
+        }
+        builder
+            // Browsers speak HTTP/1.1 to a plaintext or a TLS origin alike: the pages and gRPC-web.
+            .accept_http1(true)
+            .max_concurrent_streams(settings.max_streams_per_connection)
+            .concurrency_limit_per_connection(settings.max_calls_per_connection)
+            .http2_keepalive_interval(Some(settings.http2_keepalive))
+            .http2_keepalive_timeout(Some(settings.http2_keepalive))
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            // A request's data waits in the windows until its call reads it: they bound what a
+            // client can make the server hold beyond the calls themselves.
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .layer(GuardLayer { request_timeout: settings.request_timeout })
+            .layer(overload)
+            .layer(web::WebPagesLayer)
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                pb::issuer_service_server::IssuerServiceServer::new(handlers.clone()).max_decoding_message_size(limit),
+            )
+            .add_service(
+                pb::verifier_service_server::VerifierServiceServer::new(handlers.clone())
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                pb::registry_service_server::RegistryServiceServer::new(handlers.clone())
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                pb::usage_record_service_server::UsageRecordServiceServer::new(handlers.clone())
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                pb::trust_directory_service_server::TrustDirectoryServiceServer::new(handlers.clone())
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                pb::loan_service_server::LoanServiceServer::new(handlers.clone()).max_decoding_message_size(limit),
+            )
+            .add_service(
+                pb::node_service_server::NodeServiceServer::new(handlers.clone()).max_decoding_message_size(limit),
+            )
+            .add_service(
+                pb::member_page_service_server::MemberPageServiceServer::new(handlers).max_decoding_message_size(limit),
+            )
+            .serve_with_incoming_shutdown(incoming, stop)
+            .await
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// Largest request header block (names, values and HPACK overhead).

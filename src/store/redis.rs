@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{AsyncCommands, RedisError, Script};
@@ -31,12 +32,18 @@ pub struct RedisSettings {
     /// Replicas that must hold a used mark before its verification answers VALID (Redis
     /// `WAIT`); 0 answers as soon as the master has it.
     pub used_mark_replicas: u32,
+    /// Serving lanes ([`crate::lanes`]): each gets a connection of its own, driven on its own
+    /// thread, beside the one every other thread shares.
+    pub lanes: usize,
 }
 
-/// The Redis store; cheap to clone (one multiplexed, self-reconnecting connection).
+/// The Redis store; cheap to clone (multiplexed, self-reconnecting connections: one per
+/// serving lane and one shared by every other thread).
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: RedisConnection,
+    /// Index 0: threads outside the lanes; index n: lane n. A connection's reader task runs on
+    /// the thread that first uses it, so a lane's calls never wake another thread for Redis.
+    connections: Arc<[RedisConnection]>,
     prefix: String,
     timeout: Duration,
     usage_retention: Duration,
@@ -80,7 +87,9 @@ impl RedisStore {
     /// whether or not Redis is up.
     pub fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         Ok(Self {
-            connection: RedisConnection::open(&settings.topology, settings.timeout)?,
+            connections: (0..=settings.lanes)
+                .map(|_| RedisConnection::open(&settings.topology, settings.timeout))
+                .collect::<Result<_, _>>()?,
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
             usage_retention: settings.usage_retention,
@@ -91,6 +100,11 @@ impl RedisStore {
             revoke: Script::new(include_str!("revoke.lua")),
             trim: Script::new(include_str!("trim.lua")),
         })
+    }
+
+    /// The connection of this thread's serving lane.
+    fn connection(&self) -> RedisConnection {
+        self.connections[crate::lanes::current() % self.connections.len()].clone()
     }
 
     /// Runs one store operation within the timeout. The connection manager's own timeouts
@@ -121,7 +135,7 @@ impl RedisStore {
     /// from the first call on. (After a Redis restart empties the cache, the first call of each
     /// script reloads it: two extra round trips, once.)
     pub async fn load_scripts(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         // One command per script: on a cluster, SCRIPT LOAD goes to every master.
         for script in [&self.record, &self.publish, &self.lookup, &self.revoke, &self.trim] {
             self.bounded("load_scripts", script.prepare_invoke().load_async(&mut connection)).await?;
@@ -352,8 +366,8 @@ impl RegistryStore for RedisStore {
                 invocation
             })
             .collect();
-        let mut connection = self.connection.clone();
-        let answers: Vec<u8> = if self.connection.is_cluster() {
+        let mut connection = self.connection();
+        let answers: Vec<u8> = if self.connections[0].is_cluster() {
             // Members hash to different slots, so to different masters: one call per record, all
             // in flight at once (the cluster connection pipelines them per master).
             let calls = invocations.iter().map(|invocation| {
@@ -386,19 +400,19 @@ impl RegistryStore for RedisStore {
     }
 
     async fn get(&self, subject: Subject) -> Result<Option<RegistryRecord>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let stored: Option<String> = self.bounded("get", connection.get(self.subject_key(subject, "record"))).await?;
         decode_record(stored)
     }
 
     async fn remove(&self, subject: Subject) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let removed: u32 = self.bounded("remove", connection.del(self.subject_key(subject, "record"))).await?;
         Ok(removed > 0)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         self.bounded("ping", redis::cmd("PING").query_async::<()>(&mut connection)).await
     }
 }
@@ -423,7 +437,7 @@ impl RedisStore {
             .ignore()
             .hlen(&used_key)
             .get(self.subject_key(code_use.subject, "record"));
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         if self.used_mark_replicas == 0 {
             let (consumed, state, fields, live): (bool, Option<String>, usize, Option<String>) =
                 self.bounded("consume", pipe.query_async(&mut connection)).await?;
@@ -460,7 +474,7 @@ impl RedisStore {
     async fn trim_used(&self, subject: Subject, at: Timestamp) {
         let mut invocation = self.trim.prepare_invoke();
         invocation.key(self.used_key(subject)).arg(USAGE_ENTRIES_KEPT).arg(at.unix() - LIVE_HORIZON_SECONDS);
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         if let Err(error) = self.bounded("trim_used", invocation.invoke_async::<u64>(&mut connection)).await {
             tracing::warn!(%error, "could not trim a used-codes hash; the next use past the bound retries");
         }
@@ -525,12 +539,12 @@ impl CodeStore for RedisStore {
             .arg(entry.at.unix())
             .arg(USAGE_ENTRIES_KEPT)
             .arg(self.usage_retention.as_secs().max(1));
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         self.bounded("record_usage", invocation.invoke_async::<u8>(&mut connection)).await.map(drop)
     }
 
     async fn usage(&self, subject: Subject) -> Result<Vec<UsageEntry>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let mut pipe = redis::pipe();
         // `usage:valid` is where versions before the used-codes hash listed VALID entries; it
         // is read until it expires by itself (docs/operations.md, upgrading).
@@ -561,7 +575,7 @@ impl CodeStore for RedisStore {
             .arg(code_id.to_string())
             .arg(at.unix())
             .arg(self.used_lifetime(ttl_seconds));
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let revoked: u8 = self.bounded("revoke", invocation.invoke_async(&mut connection)).await?;
         Ok(revoked == 1)
     }
@@ -574,7 +588,7 @@ impl CodeStore for RedisStore {
     ) -> Result<Option<Granted>, StoreError> {
         let mut invocation = self.lookup.prepare_invoke();
         invocation.key(self.used_key(subject)).key(self.subject_key(subject, "record")).arg(code_id.to_string());
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let (state, live): (Option<String>, Option<String>) =
             self.bounded("lookup_granted", invocation.invoke_async(&mut connection)).await?;
         let Some(state) = state else { return Ok(None) };
@@ -596,14 +610,14 @@ impl CodeStore for RedisStore {
         pipe.set_ex(self.subject_key(subject, format_args!("issued:{code_id}")), 1, ttl_seconds.max(1))
             .ignore()
             .get(self.subject_key(subject, "record"));
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let (stored,): (Option<String>,) =
             self.bounded("mark_issued_and_get", pipe.query_async(&mut connection)).await?;
         decode_record(stored)
     }
 
     async fn put_digits(&self, digits: &str, text: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let set = redis::cmd("SET")
             .arg(self.digits_key(digits))
             .arg(text)
@@ -629,7 +643,7 @@ impl CodeStore for RedisStore {
             StoredStatus(&granted.claims),
             u8::from(granted.live.is_some())
         );
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let key = self.subject_key(granted.subject, format_args!("remote:{code_id}"));
         self.bounded("put_remote_grant", connection.set_ex::<_, _, ()>(key, stored, ttl_seconds.max(1))).await
     }
@@ -640,7 +654,7 @@ impl CodeStore for RedisStore {
         code_id: CodeId,
         grant: &str,
     ) -> Result<Option<Granted>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let key = self.subject_key(subject, format_args!("remote:{code_id}"));
         let stored: Option<String> = self.bounded("remote_granted", connection.get(key)).await?;
         let Some(stored) = stored else { return Ok(None) };
@@ -657,14 +671,14 @@ impl CodeStore for RedisStore {
     }
 
     async fn put_session(&self, key: &str, subject: Subject, ttl_seconds: u64) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let stored = format!("{}|{}", subject.centre, subject.reference.to_full_hex());
         self.bounded("put_session", connection.set_ex::<_, _, ()>(self.session_key(key), stored, ttl_seconds.max(1)))
             .await
     }
 
     async fn session(&self, key: &str) -> Result<Option<Subject>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let stored: Option<String> = self.bounded("session", connection.get(self.session_key(key))).await?;
         let Some(stored) = stored else { return Ok(None) };
         let mut fields = Fields::new(&stored, 2, "member session");
@@ -676,7 +690,7 @@ impl CodeStore for RedisStore {
     }
 
     async fn defer(&self, deferred: &DeferredUse) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let key = self.deferred_key();
         let field = deferred.request_id.as_str();
         let stored =
@@ -692,7 +706,7 @@ impl CodeStore for RedisStore {
     }
 
     async fn deferred(&self, limit: usize) -> Result<Vec<DeferredUse>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let scan = redis::cmd("HSCAN").arg(self.deferred_key()).arg(0).arg("COUNT").arg(limit.max(1)).clone();
         let (_, pairs): (u64, Vec<String>) = self.bounded("deferred", scan.query_async(&mut connection)).await?;
         pairs
@@ -717,12 +731,12 @@ impl CodeStore for RedisStore {
     }
 
     async fn deferred_done(&self, request_id: &RequestId) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         self.bounded("deferred_done", connection.hdel::<_, _, ()>(self.deferred_key(), request_id.as_str())).await
     }
 
     async fn resolve_digits(&self, digits: &str) -> Result<Option<String>, StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         self.bounded("resolve_digits", connection.get(self.digits_key(digits))).await
     }
 }

@@ -30,7 +30,7 @@ pub struct App {
     pub redis: Option<RedisServer>,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
-    pub server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// Key prefix of the tests' Redis stores.
@@ -88,7 +88,7 @@ async fn start<S: Store>(
     listener: tokio::net::TcpListener,
     settings: ServerSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let service = Arc::new(liangma::app::build(config, store, clock).await.unwrap());
     tokio::spawn(grpc::serve(service, listener, settings, shutdown))
 }

@@ -724,6 +724,10 @@ async fn a_retry_after_a_timeout_gets_the_original_valid_not_already_used() {
     let redis = app.redis.as_ref().unwrap();
     let code = app.issue(ZHANG_WEI).await;
     let mut verifier = app.verifier().await;
+    // The connection's lane opens its Redis connection on its first call: one call first, so
+    // that the frozen Redis does receive the verification below.
+    let other_member = app.issue(WANG_FANG).await;
+    verifier.verify_code(verify_request(&other_member.text, "counter-7-warm-up")).await.unwrap();
     redis.pause();
     let lost = verifier.verify_code(verify_request(&code.text, "counter-7-scan-1")).await.unwrap_err();
     redis.resume();
@@ -887,4 +891,25 @@ async fn usage_records_are_kept_for_the_retention_period_only() {
     }
     app.clock.advance(86_400 + 1);
     assert!(app.usage_of(ZHANG_WEI).await.entries.is_empty(), "a day later the entry is no longer shown");
+}
+
+/// Connections are served by the serving lanes in turn, and each lane talks to Redis over a
+/// connection of its own (plus one shared by everything else): a node holds lanes + 1
+/// connections to Redis however many clients it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_serving_lane_has_a_redis_connection_of_its_own() {
+    let app = spawn_configured(Backend::Redis, |config| config.limits.serving_threads = 3).await;
+    let redis = app.redis.as_ref().unwrap();
+    let clients = || liangma::testkit::info_field(&redis.socket(), "clients", "connected_clients");
+    // The shared connection has loaded the scripts; `info_field`'s own client is counted too.
+    let before = clients();
+    for member in [ZHANG_WEI, WANG_FANG, ZHANG_WEI] {
+        // Each call on a new connection, so the three go to the three lanes.
+        app.issue(member).await;
+    }
+    assert_eq!(clients(), before + 3, "one Redis connection per lane");
+    for _ in 0..6 {
+        app.issue(WANG_FANG).await;
+    }
+    assert_eq!(clients(), before + 3, "more clients, no more Redis connections");
 }

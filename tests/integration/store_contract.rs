@@ -95,6 +95,7 @@ pub async fn topology_store(topology: RedisTopology, key_prefix: &str, used_mark
         timeout: Duration::from_millis(500),
         usage_retention: Duration::from_secs(365 * 86_400),
         used_mark_replicas,
+        lanes: 0,
     };
     let store = RedisStore::connect(&settings).unwrap();
     store.load_scripts().await.unwrap();

@@ -1,0 +1,27 @@
+//! Serving lanes: one single-threaded runtime per CPU serves whole connections, and per-lane resources (Redis connections) are picked by the lane a thread serves.
+
+use std::cell::Cell;
+
+thread_local! {
+    /// 0 on every thread that is not a lane's.
+    static LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The lane this thread serves, 1 to n; 0 for any other thread (the main runtime's workers,
+/// tests, tools).
+pub fn current() -> usize {
+    LANE.with(Cell::get)
+}
+
+/// Marks this thread as lane `lane` (1 to n) for the rest of its life.
+pub fn enter(lane: usize) {
+    LANE.with(|current| current.set(lane));
+}
+
+/// Serving lanes for a configured count: 0 means one per CPU.
+pub fn resolve(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        lanes => lanes,
+    }
+}
