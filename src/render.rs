@@ -1,6 +1,6 @@
-//! QR rendering on threads of their own that the kernel schedules after the async workers.
+//! QR rendering on threads of their own that the kernel schedules after the serving lanes.
 //!
-//! A QR image takes about 0.1 ms of CPU: on the async workers it would delay every verification
+//! A QR image takes about 0.1 ms of CPU: on the serving lanes it would delay every verification
 //! queued behind it, and at the same priority as the workers it still competes with them for the
 //! cores under load. A member waiting for a code on a phone does not notice a few milliseconds; a
 //! counter waiting for a verdict should not wait for someone else's image.
