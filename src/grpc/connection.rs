@@ -37,7 +37,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// a standard socket: a tokio socket belongs to the runtime that registered it, and the lane's
 /// own runtime must drive it.
 #[derive(Debug)]
-pub struct Accepted {
+struct Accepted {
     stream: std::net::TcpStream,
     permit: OwnedSemaphorePermit,
 }
