@@ -146,8 +146,26 @@ impl Bench {
         drop(anchor_channels);
         check_anchor(verify_anchor, 2 * requests)?;
         ensure!(self.stat("get") - gets_before == 2 * requests as u64, "the verify anchor missed Redis GETs");
+        // The same anchor on liangma's serving lanes: what the runtime shape alone is worth.
+        let lanes_anchor = Anchor::start(&self.anchor_binary, &[&["--lanes"][..], &anchor_args].concat())?;
+        let lanes_channels = self.runtime.block_on(connect(lanes_anchor.address, options.connections))?;
+        let lanes_codes = self.codes.make(requests)?;
+        let anchor_on_lanes = self.with_cpu(lanes_anchor.pid(), requests, || {
+            self.runtime.block_on(own_load(&lanes_channels, in_flight, requests, verify_with(lanes_codes, false)))
+        })?;
+        drop(lanes_channels);
+        check_anchor(lanes_anchor, requests)?;
         self.rows.push(Row::new("anchor: tonic + verify_strict + Redis GET", format!("h2load {load}"), anchor_h2load));
         self.rows.push(Row::new("anchor: tonic + verify_strict + Redis GET", format!("own {load}"), anchor_own));
+        self.rows.push(
+            Row::new(
+                "anchor: tonic + verify_strict + Redis GET, on liangma's serving lanes",
+                format!("own {load}"),
+                anchor_on_lanes,
+            )
+            .against(&anchor_own)
+            .note("reported: the runtime shape alone, against the anchor above"),
+        );
 
         // Distinct codes, each consumed, its usage recorded and the live status returned.
         let codes = self.codes.make(requests)?;
@@ -175,6 +193,7 @@ impl Bench {
             // The service's health PINGs land in the same counters: a few per run.
             Some(evalsha == 0.0 && (commands - 5.0).abs() < 0.01),
         ));
+        self.rows.push(against_lanes_anchor("liangma VerifyCode", &verify, &anchor_on_lanes));
         self.rows.push(anchor_profile);
         self.rows.push(verify_profile);
         Ok(verify.per_second)
@@ -224,6 +243,14 @@ impl Bench {
             self.profiled(get_sign.pid(), requests, "issue anchor (GET + sign)", || {
                 h2load(get_sign.address, ISSUE, &request, &options, requests)
             })?;
+        let get_sign_lanes = Anchor::start(
+            &self.anchor_binary,
+            &["--lanes", "get-sign", &redis_url, pem.to_str().context("key path")?, &code],
+        )?;
+        let get_anchor_on_lanes = self.with_cpu(get_sign_lanes.pid(), requests, || {
+            h2load(get_sign_lanes.address, ISSUE, &request, &options, requests)
+        })?;
+        check_anchor(get_sign_lanes, requests)?;
         // With a QR PNG, as a member's app asks: fewer requests, each renders.
         let png_request = Self::issue_request(pb::QrFormat::Png, true);
         let png_requests = (requests / 4).max(1000);
@@ -256,6 +283,16 @@ impl Bench {
             .against(&get_anchor)
             .target("≥ 0.95× the GET + sign anchor", issue.per_second >= 0.95 * get_anchor.per_second),
         );
+        self.rows.push(
+            Row::new(
+                "anchor: tonic + Redis GET + sign, on liangma's serving lanes",
+                format!("h2load {load}"),
+                get_anchor_on_lanes,
+            )
+            .against(&get_anchor)
+            .note("reported: the runtime shape alone, against the GET + sign anchor"),
+        );
+        self.rows.push(against_lanes_anchor("liangma IssueCode, no QR, no digits", &issue, &get_anchor_on_lanes));
         self.rows.push(
             Row::new(
                 "liangma IssueCode, no QR, with digits (a second round trip)",
@@ -405,4 +442,23 @@ impl Bench {
         ));
         Ok(())
     }
+}
+
+/// liangma's row against the anchor served the same way (both on serving lanes): what the
+/// pipeline costs beyond its anchor once the runtime shape is equal.
+fn against_lanes_anchor(what: &str, liangma: &Measured, anchor: &Measured) -> Row {
+    let cpu =
+        |measured: &Measured| measured.cpu.map_or_else(|| "?".into(), |[server, _]| server.as_micros().to_string());
+    Row::fact(
+        &format!("{what} × the same anchor on lanes"),
+        format!(
+            "{:.2}× throughput, {:.2}× p99; service CPU µs {} against {}",
+            liangma.per_second / anchor.per_second,
+            liangma.p99().as_secs_f64() / anchor.p99().as_secs_f64(),
+            cpu(liangma),
+            cpu(anchor)
+        ),
+        "reported: the pipeline's own distance to its anchor",
+        None,
+    )
 }

@@ -1,6 +1,7 @@
 //! Anchor servers for `bench`: the same RPCs as liangma with the least work a real one could do.
 //!
-//! Usage: bench_anchor echo
+//! Usage: bench_anchor [--lanes] MODE …, MODE one of
+//!        bench_anchor echo
 //!        bench_anchor verify-get REDIS_URL CODE_TEXT PUBLIC_KEY_HEX
 //!        bench_anchor sign SIGNING_KEY_PEM
 //!        bench_anchor get-sign REDIS_URL SIGNING_KEY_PEM CODE_TEXT   (one Redis GET, as a real
@@ -8,7 +9,9 @@
 //!            CODE_TEXT, a code of a real code's length, as a QR PNG)
 //!
 //! Listens on 127.0.0.1 (a free port), prints `listening ADDRESS`, serves on a default tokio
-//! runtime (one worker per CPU, as `liangma serve`) until its standard input closes, then prints
+//! runtime (one worker per CPU) — or with `--lanes` on liangma's serving lanes (its accept loop
+//! handing connections in turn to one current-thread runtime per CPU, each with a Redis
+//! connection of its own) — until its standard input closes, then prints
 //! `served OK FAILED`: how many answers were correct and how many were errors, so the harness can
 //! check every request of a load generator that does not read gRPC trailers (h2load).
 
@@ -108,9 +111,8 @@ impl pb::issuer_service_server::IssuerService for Anchor {
     }
 }
 
-async fn build(mode: &str, args: &[String]) -> anyhow::Result<Anchor> {
-    let mut anchor =
-        Anchor { counts: Arc::default(), verify: None, signing_key: None, status_store: None, qr_text: String::new() };
+async fn build(mode: &str, args: &[String], counts: Arc<Counts>) -> anyhow::Result<Anchor> {
+    let mut anchor = Anchor { counts, verify: None, signing_key: None, status_store: None, qr_text: String::new() };
     match (mode, args) {
         ("echo", []) => {}
         ("verify-get", [redis_url, code, public_key]) => {
@@ -141,27 +143,85 @@ async fn build(mode: &str, args: &[String]) -> anyhow::Result<Anchor> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let lanes = args.first().is_some_and(|first| first == "--lanes");
+    if lanes {
+        args.remove(0);
+    }
     let (mode, rest) = args.split_first().context("mode required")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let anchor = build(mode, rest).await?;
-        let counts = Arc::clone(&anchor.counts);
+        let counts = Arc::new(Counts::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("listening {}", listener.local_addr()?);
         std::io::stdout().flush()?;
         let stdin_closed = async {
             let _ = tokio::task::spawn_blocking(|| std::io::stdin().lock().lines().count()).await;
         };
-        tonic::transport::Server::builder()
-            .add_service(pb::verifier_service_server::VerifierServiceServer::new(anchor.clone()))
-            .add_service(pb::issuer_service_server::IssuerServiceServer::new(anchor))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                stdin_closed,
-            )
-            .await?;
+        if lanes {
+            serve_on_lanes(mode, rest, Arc::clone(&counts), listener, stdin_closed).await?;
+        } else {
+            let anchor = build(mode, rest, Arc::clone(&counts)).await?;
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            serve(anchor, incoming, stdin_closed).await?;
+        }
         println!("served {} {}", counts.ok.load(Ordering::Relaxed), counts.failed.load(Ordering::Relaxed));
         Ok(())
     })
+}
+
+/// Serves `anchor` on the connections of `incoming` until `stop` completes.
+async fn serve<IO>(
+    anchor: Anchor,
+    incoming: impl tonic::codegen::tokio_stream::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    IO: tonic::transport::server::Connected + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tonic::transport::Server::builder()
+        .add_service(pb::verifier_service_server::VerifierServiceServer::new(anchor.clone()))
+        .add_service(pb::issuer_service_server::IssuerServiceServer::new(anchor))
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await?;
+    Ok(())
+}
+
+/// The anchor on liangma's serving lanes: one current-thread runtime per CPU, each with an
+/// anchor (so a Redis connection) of its own, fed by liangma's accept loop.
+async fn serve_on_lanes(
+    mode: &str,
+    args: &[String],
+    counts: Arc<Counts>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let limits = liangma::grpc::connection::ConnectionLimits {
+        max_connections: 1024,
+        handshake_timeout: std::time::Duration::from_secs(10),
+        idle_timeout: std::time::Duration::from_secs(300),
+        tcp_keepalive: std::time::Duration::from_secs(60),
+    };
+    let lanes = liangma::lanes::resolve(0);
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for incoming in liangma::grpc::connection::incoming(listener, limits, lanes) {
+        let (mode, args, counts, mut stop_seen) =
+            (mode.to_owned(), args.to_vec(), Arc::clone(&counts), stop_seen.clone());
+        threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async move {
+                let anchor = build(&mode, &args, counts).await?;
+                serve(anchor, incoming, async move {
+                    let _ = stop_seen.wait_for(|stop| *stop).await;
+                })
+                .await
+            })
+        }));
+    }
+    stop.await;
+    let _ = stopping.send(true);
+    for thread in threads {
+        thread.join().map_err(|_| anyhow::anyhow!("a lane panicked"))??;
+    }
+    Ok(())
 }
