@@ -1,4 +1,4 @@
-//! Consumption at the issuer's node over mutual TLS: one lazily connected channel per node, a time limit per call, and a circuit breaker per centre so that a dead node costs no counter a wait.
+//! Consumption at the issuer's node over mutual TLS: one lazily connected channel per node and serving lane, a time limit per call, and a circuit breaker per centre so that a dead node costs no counter a wait.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,7 +34,10 @@ pub struct GrpcLink {
     tls: TlsMaterial,
     timeout: Duration,
     breaker: BreakerSettings,
-    channels: Mutex<HashMap<(CentreCode, String), Channel>>,
+    /// By issuer, node address and serving lane ([`crate::lanes`]): a lane's calls go out on
+    /// a connection its own thread drives, and the issuer's node, which hands connections to its
+    /// lanes in turn, serves one verifying node's calls on several of its CPUs.
+    channels: Mutex<HashMap<(CentreCode, String, usize), Channel>>,
     breakers: Mutex<HashMap<CentreCode, Breaker>>,
 }
 
@@ -55,7 +58,7 @@ impl GrpcLink {
 
     fn channel(&self, issuer: CentreCode, node: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (issuer, node.to_owned());
+        let key = (issuer, node.to_owned(), crate::lanes::current());
         if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
