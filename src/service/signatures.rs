@@ -23,17 +23,33 @@ struct Pending {
 /// whatever is queued (its own check, if nobody took it yet, and those of the calls that
 /// queued meanwhile) and hands out the answers. A caller alone verifies at once.
 ///
+/// Each serving lane ([`crate::lanes`]) has a queue of its own: a lane verifies its own calls'
+/// checks, so no lane sits idle waiting for a batch another lane took. (Threads outside the
+/// lanes share the first queue; lanes beyond [`QUEUES`] share queues, which is as correct.)
+///
 /// Every answer is `verify_strict`'s, with one exception the spec states (docs/code-format.md,
 /// "Batch verification"): a signature its own key holder crafted with a small-order component
 /// in R fails `verify_strict` but passes a batch with probability 1/8 or more.
-#[derive(Default)]
 pub struct SignatureBatcher {
-    queue: Mutex<Vec<Pending>>,
+    queues: Box<[Mutex<Vec<Pending>>]>,
     /// Batches of two or more verified so far (for tests and the bench).
     batches: std::sync::atomic::AtomicU64,
     /// Whether a key may join a batch: keys with a small-order component never do (honest
     /// keys have none), because the batch equation does not see it.
     batchable: RwLock<HashMap<[u8; 32], bool>>,
+}
+
+/// Queues of checks, one per serving lane up to this many.
+pub const QUEUES: usize = 64;
+
+impl Default for SignatureBatcher {
+    fn default() -> Self {
+        Self {
+            queues: (0..QUEUES).map(|_| Mutex::default()).collect(),
+            batches: Default::default(),
+            batchable: Default::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SignatureBatcher {
@@ -50,7 +66,8 @@ impl SignatureBatcher {
             return key.verify_strict(&message, &signature).is_ok();
         }
         let (answer, mut answered) = oneshot::channel();
-        self.queue.lock().expect("not poisoned").push(Pending { message, signature, key, answer });
+        let queue = &self.queues[crate::lanes::current() % QUEUES];
+        queue.lock().expect("not poisoned").push(Pending { message, signature, key, answer });
         // Lets the calls that are ready to run queue their checks beside this one; with none
         // ready this returns at once, so a lone verification waits for nothing.
         tokio::task::yield_now().await;
@@ -60,7 +77,7 @@ impl SignatureBatcher {
         // checks and answering them, so a cancelled caller cannot strand the checks it took.
         loop {
             let batch: Vec<Pending> = {
-                let mut queue = self.queue.lock().expect("not poisoned");
+                let mut queue = queue.lock().expect("not poisoned");
                 let take = queue.len().min(MAX_BATCH);
                 queue.drain(..take).collect()
             };
