@@ -124,8 +124,8 @@ const NEED_THE_STORE: [&str; 8] = [
 /// Connections are served on [`crate::lanes`]: `serving_threads` threads, each running a
 /// single-threaded runtime with the whole server, to which the accept loop (on the calling
 /// runtime) hands connections in turn. A call then runs start to finish on one thread, Redis
-/// included, with no wake-ups across threads: on a two-core machine this halved the transport's
-/// CPU per call against one work-stealing runtime (docs/performance.md).
+/// included, with no wake-ups across threads: on a two-core machine this cut the CPU of a
+/// bare tonic + Redis GET + sign server from 41 – 46 to 26 µs per call (docs/performance.md).
 pub async fn serve<S: Store>(
     service: Arc<Liangma<S>>,
     listener: TcpListener,
