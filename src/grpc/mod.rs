@@ -161,17 +161,23 @@ pub async fn serve<S: Store>(
         let (mut stop_seen, mut cut_off_seen) = (stop_seen.clone(), cut_off_seen.clone());
         let spawned = std::thread::Builder::new().name(format!("liangma-lane-{}", index + 1)).spawn(move || {
             crate::lanes::enter(index + 1);
-            let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
-                runtime.block_on(async move {
-                    let stop = async move {
-                        let _ = stop_seen.wait_for(|stop| *stop).await;
-                    };
-                    tokio::select! {
-                        served = lane.serve(incoming, stop) => served,
-                        _ = cut_off_seen.wait_for(|cut| *cut) => Ok(()),
-                    }
+            let serving = || {
+                tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let stop = async move {
+                            let _ = stop_seen.wait_for(|stop| *stop).await;
+                        };
+                        tokio::select! {
+                            served = lane.serve(incoming, stop) => served,
+                            _ = cut_off_seen.wait_for(|cut| *cut) => Ok(()),
+                        }
+                    })
                 })
-            });
+            };
+            // A lane that died quietly would leave every n-th new connection unserved: the
+            // node stops instead, and says why.
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(serving))
+                .unwrap_or_else(|_| Err(std::io::Error::other(format!("serving lane {} panicked", index + 1))));
             let _ = ended.send(served);
         });
         if let Err(error) = spawned {
