@@ -591,8 +591,7 @@ async fn centres_in_three_provinces_verify_consume_and_follow_the_directory() {
     }
     let misled = verifier(hangzhou_counter.clone()).verify_code(verify_request(&codes[3], "hz-4")).await.unwrap();
     assert_eq!(misled.into_inner().verdict(), pb::Verdict::IssuerUnreachable);
-    let log = std::fs::read_to_string(&hangzhou.log).unwrap();
-    assert!(log.contains("does not grant the node role of centre 410800"), "{log}");
+    log_says(&hangzhou.log, &["does not grant the node role of centre 410800"]).await;
     let restored = national.submit_key_change(set_node(jiaozuo_port)).await.unwrap().into_inner().sequence;
     while signed_sequence(hangzhou_counter.clone()).await.0 < restored {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -817,11 +816,23 @@ async fn a_node_refuses_tampered_foreign_and_rolled_back_lists_and_fails_closed_
         assert!(Instant::now() < deadline, "verification did not come back with a fresh list");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = std::fs::read_to_string(&node.log).unwrap();
-    for expected in ["does not verify with the pinned directory key", "a rolled-back list", "EXPIRED"] {
-        assert!(log.contains(expected), "the log should say `{expected}`:\n{log}");
-    }
+    log_says(&node.log, &["does not verify with the pinned directory key", "a rolled-back list", "EXPIRED"]).await;
     drop(node);
     let _ = stop.send(());
     let _ = server.await;
+}
+
+/// Waits until the node's log holds every one of `expected`: its writer thread writes lines a
+/// little after the calls that log them answer (docs/operations.md, Logs).
+async fn log_says(log: &std::path::Path, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
+        let missing: Vec<&str> = expected.iter().copied().filter(|line| !text.contains(line)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the log should say {missing:?}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
