@@ -41,8 +41,9 @@ pub struct RedisSettings {
 /// serving lane and one shared by every other thread).
 #[derive(Clone)]
 pub struct RedisStore {
-    /// Index 0: threads outside the lanes; index n: lane n. A connection's reader task runs on
-    /// the thread that first uses it, so a lane's calls never wake another thread for Redis.
+    /// Index 0: threads outside the lanes; index n: lane n. With one Redis server, the
+    /// connection manager starts its reader task on the thread that first uses it, so a lane's
+    /// calls never wake another thread for Redis.
     connections: Arc<[RedisConnection]>,
     prefix: String,
     timeout: Duration,
