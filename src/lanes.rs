@@ -25,3 +25,24 @@ pub fn resolve(configured: usize) -> usize {
         lanes => lanes,
     }
 }
+
+/// Starts lane `lane` (1 to n): a thread of its own, named for it, running the future `serve`
+/// makes on a current-thread runtime. What it ends with goes to `report`; a panic is reported
+/// as an error, since a lane that died quietly would leave its share of connections unserved.
+pub fn spawn<Serve, Served>(
+    lane: usize,
+    serve: Serve,
+    report: impl FnOnce(std::io::Result<()>) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    Serve: FnOnce() -> Served + Send + 'static,
+    Served: std::future::Future<Output = std::io::Result<()>>,
+{
+    std::thread::Builder::new().name(format!("liangma-lane-{lane}")).spawn(move || {
+        enter(lane);
+        let run = || tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serve());
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .unwrap_or_else(|_| Err(std::io::Error::other(format!("serving lane {lane} panicked"))));
+        report(served);
+    })
+}

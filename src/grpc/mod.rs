@@ -152,36 +152,25 @@ pub async fn serve<S: Store>(
         settings: settings.clone(),
     };
     let lanes = crate::lanes::resolve(settings.serving_threads);
-    let (stop, stop_seen) = tokio::sync::watch::channel(false);
-    let (cut_off, cut_off_seen) = tokio::sync::watch::channel(false);
+    let (phase, phase_seen) = tokio::sync::watch::channel(Phase::Serving);
     let (ended, mut lane_ended) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<()>>();
     for (index, incoming) in connection::incoming(listener, settings.connections.clone(), lanes).into_iter().enumerate()
     {
-        let (lane, ended) = (lane.clone(), ended.clone());
-        let (mut stop_seen, mut cut_off_seen) = (stop_seen.clone(), cut_off_seen.clone());
-        let spawned = std::thread::Builder::new().name(format!("liangma-lane-{}", index + 1)).spawn(move || {
-            crate::lanes::enter(index + 1);
-            let serving = || {
-                tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|runtime| {
-                    runtime.block_on(async move {
-                        let stop = async move {
-                            let _ = stop_seen.wait_for(|stop| *stop).await;
-                        };
-                        tokio::select! {
-                            served = lane.serve(incoming, stop) => served,
-                            _ = cut_off_seen.wait_for(|cut| *cut) => Ok(()),
-                        }
-                    })
-                })
+        let (lane, ended, mut phase_seen) = (lane.clone(), ended.clone(), phase_seen.clone());
+        let serve = move || async move {
+            let mut drain_seen = phase_seen.clone();
+            let stop = async move {
+                let _ = drain_seen.wait_for(|phase| *phase >= Phase::Draining).await;
             };
-            // A lane that died quietly would leave every n-th new connection unserved: the
-            // node stops instead, and says why.
-            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(serving))
-                .unwrap_or_else(|_| Err(std::io::Error::other(format!("serving lane {} panicked", index + 1))));
+            tokio::select! {
+                served = lane.serve(incoming, stop) => served,
+                _ = phase_seen.wait_for(|phase| *phase == Phase::CutOff) => Ok(()),
+            }
+        };
+        if let Err(error) = crate::lanes::spawn(index + 1, serve, move |served| {
             let _ = ended.send(served);
-        });
-        if let Err(error) = spawned {
-            let _ = cut_off.send(true);
+        }) {
+            let _ = phase.send(Phase::CutOff);
             monitor.abort();
             return Err(error);
         }
@@ -197,13 +186,13 @@ pub async fn serve<S: Store>(
             for name in SERVICE_NAMES.iter().copied().chain([""]) {
                 health.set_service_status(name, ServingStatus::NotServing).await;
             }
-            let _ = stop.send(true);
+            let _ = phase.send(Phase::Draining);
         }
         // A lane's server ended by itself: it failed, and the node stops with it.
         served = lane_ended.recv() => {
             running -= 1;
             outcome = served.unwrap_or(Ok(()));
-            let _ = cut_off.send(true);
+            let _ = phase.send(Phase::CutOff);
         }
     }
     let deadline = tokio::time::sleep(settings.shutdown_grace);
@@ -217,14 +206,24 @@ pub async fn serve<S: Store>(
                     outcome = served;
                 }
             }
-            () = &mut deadline, if !*cut_off.borrow() => {
+            () = &mut deadline, if *phase.borrow() != Phase::CutOff => {
                 tracing::warn!(grace = ?settings.shutdown_grace, "drain deadline passed; closing remaining calls");
-                let _ = cut_off.send(true);
+                let _ = phase.send(Phase::CutOff);
             }
         }
     }
     monitor.abort();
     outcome
+}
+
+/// Where the lanes are in the node's life; each phase follows the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// No new connections; calls in flight finish.
+    Draining,
+    /// The grace period is over (or a lane failed): the lanes close what is left.
+    CutOff,
 }
 
 /// What each lane's server is made of; the parts with state are shared by all lanes.

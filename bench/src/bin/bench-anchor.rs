@@ -187,8 +187,8 @@ where
     Ok(())
 }
 
-/// The anchor on liangma's serving lanes: one current-thread runtime per CPU, each with an
-/// anchor (so a Redis connection) of its own, fed by liangma's accept loop.
+/// The anchor on liangma's serving lanes (`liangma::lanes::spawn`, liangma's accept loop and
+/// default connection limits), each lane with an anchor (so a Redis connection) of its own.
 async fn serve_on_lanes(
     mode: &str,
     args: &[String],
@@ -196,32 +196,32 @@ async fn serve_on_lanes(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let limits = liangma::grpc::connection::ConnectionLimits {
-        max_connections: 1024,
-        handshake_timeout: std::time::Duration::from_secs(10),
-        idle_timeout: std::time::Duration::from_secs(300),
-        tcp_keepalive: std::time::Duration::from_secs(60),
-    };
+    let limits = liangma::grpc::ServerSettings::from_config(&liangma::config::Config::default()).connections;
     let lanes = liangma::lanes::resolve(0);
     let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let (ended, lane_results) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
-    for incoming in liangma::grpc::connection::incoming(listener, limits, lanes) {
+    for (index, incoming) in liangma::grpc::connection::incoming(listener, limits, lanes).into_iter().enumerate() {
         let (mode, args, counts, mut stop_seen) =
             (mode.to_owned(), args.to_vec(), Arc::clone(&counts), stop_seen.clone());
-        threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
-            tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async move {
-                let anchor = build(&mode, &args, counts).await?;
-                serve(anchor, incoming, async move {
-                    let _ = stop_seen.wait_for(|stop| *stop).await;
-                })
-                .await
-            })
-        }));
+        let run = move || async move {
+            let anchor = build(&mode, &args, counts).await.map_err(std::io::Error::other)?;
+            let stop = async move {
+                let _ = stop_seen.wait_for(|stop| *stop).await;
+            };
+            serve(anchor, incoming, stop).await.map_err(std::io::Error::other)
+        };
+        let ended = ended.clone();
+        threads.push(liangma::lanes::spawn(index + 1, run, move |served| {
+            let _ = ended.send(served);
+        })?);
     }
     stop.await;
     let _ = stopping.send(true);
     for thread in threads {
-        thread.join().map_err(|_| anyhow::anyhow!("a lane panicked"))??;
+        let _ = thread.join();
     }
+    drop(ended);
+    lane_results.iter().collect::<std::io::Result<()>>()?;
     Ok(())
 }
